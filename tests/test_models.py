@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from loracompose import LoraComposeError
+from loracompose.models import PACKAGED_MODELS, fingerprint_differences, load_base, resolve_model
+
+
+def test_unknown_model_lists_the_packaged_names():
+    with pytest.raises(LoraComposeError, match="unknown model 'smollm3'.*smollm2-135m, gemma3-270m"):
+        resolve_model("smollm3")
+
+
+def test_hub_id_offline_says_to_pass_a_local_path(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(LoraComposeError, match="offline, pass a local model directory"):
+        resolve_model("someorg/some-model-that-is-not-cached")
+
+
+def test_local_directory_without_config(tmp_path):
+    with pytest.raises(LoraComposeError, match="has no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_nf4_and_dense_loads_share_a_fingerprint(tiny_model_dir):
+    import bitsandbytes as bnb
+
+    nf4 = load_base(str(tiny_model_dir), quantize="nf4")
+    dense = load_base(str(tiny_model_dir), quantize=None)
+    assert isinstance(nf4.model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
+    assert isinstance(dense.model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
+    assert nf4.fingerprint["id"] == dense.fingerprint["id"]
+    assert nf4.fingerprint["linear_shapes"]["model.layers.1.mlp.down_proj"] == [64, 128]
+    assert nf4.fingerprint["vocab_size"] == 49152 and nf4.fingerprint["architecture"] == "LlamaForCausalLM"
+    assert fingerprint_differences(nf4.fingerprint, dense.fingerprint) == []
+    other = {**dense.fingerprint, "linear_shapes": {**dense.fingerprint["linear_shapes"],
+                                                   "model.layers.0.mlp.up_proj": [256, 64]}}
+    assert fingerprint_differences(other, dense.fingerprint) == [
+        "layer model.layers.0.mlp.up_proj: module expects [256, 64], base has [128, 64]"]
+    # NF4 is lossy but close: same argmax on most positions of a random model's logits.
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    with torch.no_grad():
+        a, b = nf4.model(ids).logits, dense.model(ids).logits
+    assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.9
+
+
+def test_packaged_models_are_registered():
+    assert set(PACKAGED_MODELS) == {"smollm2-135m", "gemma3-270m"}
