@@ -1,0 +1,185 @@
+"""A module bank: several LoRA modules read (with safetensors only) and checked against one base.
+
+Each module becomes, per adapted layer, a pair (A, B) and a scale s:
+
+    ΔW = s · B · A        A: (r, d_in), B: (d_out, r)
+    s  = alpha / r        (alpha / sqrt(r) for rsLoRA; alpha and r may differ per layer)
+
+Modules may differ in rank, alpha and target layers. A module is refused, with a
+message that names it, if a tensor holds NaN/Inf, a target layer is missing from
+the base, a shape disagrees with the base's layer, or the base fingerprint it
+recorded does not match.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from loracompose.errors import LoraComposeError
+from loracompose.models import fingerprint_differences
+from loracompose.modules import ADAPTER_WEIGHTS, ModuleInfo, is_module, read_module
+
+_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<layer>.+)\.lora_(?P<side>[AB])(?:\.[^.]+)?\.weight$")
+_UNSUPPORTED = {"use_dora": "DoRA", "lora_bias": "LoRA bias"}
+
+
+@dataclass
+class LoraPair:
+    """One module's update at one layer: ΔW = scale · B @ A."""
+
+    A: torch.Tensor  # (r, d_in)
+    B: torch.Tensor  # (d_out, r)
+    scale: float
+
+    @property
+    def rank(self) -> int:
+        return self.A.shape[0]
+
+    def delta(self) -> torch.Tensor:
+        """ΔW (d_out, d_in), in float32."""
+        return self.scale * (self.B.float() @ self.A.float())
+
+
+@dataclass
+class LoadedModule:
+    info: ModuleInfo
+    layers: dict[str, LoraPair]  # base-model layer name → pair
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+def _pattern_value(patterns: dict, layer: str, default):
+    """PEFT's rank_pattern/alpha_pattern lookup: a key matches a layer name suffix."""
+    for key, value in (patterns or {}).items():
+        if re.match(rf"(.*\.)?({key})$", layer):
+            return value
+    return default
+
+
+def _layer_scale(config: dict, layer: str, rank: int) -> float:
+    alpha = float(_pattern_value(config.get("alpha_pattern"), layer, config["lora_alpha"]))
+    return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+
+
+def read_lora_pairs(info: ModuleInfo) -> dict[str, LoraPair]:
+    """Group an adapter's tensors into per-layer (A, B) pairs with their scales."""
+    config = info.adapter_config
+    for flag, what in _UNSUPPORTED.items():
+        if config.get(flag):
+            raise LoraComposeError(f"module '{info.name}' uses {what}, which composition does not support")
+    if config.get("modules_to_save"):
+        raise LoraComposeError(
+            f"module '{info.name}' saves whole modules ({', '.join(config['modules_to_save'])}); "
+            "only additive LoRA updates can be composed"
+        )
+    tensors = load_file(str(info.path / ADAPTER_WEIGHTS))
+    sides: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        match = _KEY.match(key)
+        if match is None:
+            raise LoraComposeError(f"module '{info.name}' has a tensor '{key}' that is not a LoRA A/B weight "
+                                   "(embedding LoRA and other adapter kinds are not supported)")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise LoraComposeError(f"module '{info.name}' has NaN or Inf values in tensor '{key}'")
+        sides.setdefault(match["layer"], {})[match["side"]] = tensor
+    pairs = {}
+    for layer, ab in sides.items():
+        if set(ab) != {"A", "B"}:
+            raise LoraComposeError(f"module '{info.name}' has lora_A or lora_B missing at layer {layer}")
+        A, B = ab["A"], ab["B"]
+        if A.shape[0] != B.shape[1]:
+            raise LoraComposeError(f"module '{info.name}' layer {layer}: A is {tuple(A.shape)} but B is "
+                                   f"{tuple(B.shape)}; their ranks must agree")
+        pairs[layer] = LoraPair(A, B, _layer_scale(config, layer, A.shape[0]))
+    return pairs
+
+
+def _check_against_base(module: LoadedModule, base_layers: dict[str, torch.nn.Module],
+                        base_fingerprint: dict | None) -> None:
+    recorded = module.info.metadata.get("base")
+    if recorded and base_fingerprint:
+        problems = fingerprint_differences(recorded, base_fingerprint)
+        if problems:
+            raise LoraComposeError(f"module '{module.name}' was made for another base: " + "; ".join(problems[:3]))
+    for layer, pair in module.layers.items():
+        if layer not in base_layers:
+            raise LoraComposeError(f"module '{module.name}' targets layer {layer}, which the base does not have")
+        target = base_layers[layer]
+        expected = (int(target.out_features), int(target.in_features))
+        got = (pair.B.shape[0], pair.A.shape[1])
+        if got != expected:
+            raise LoraComposeError(
+                f"module '{module.name}' layer {layer}: the adapter is for a {got[0]}×{got[1]} (out×in) layer, "
+                f"the base's is {expected[0]}×{expected[1]}"
+            )
+
+
+def linear_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """Every linear-like layer of a bare transformers model, by name (nn.Linear or bnb Linear4bit)."""
+    return {name: m for name, m in model.named_modules()
+            if hasattr(m, "in_features") and hasattr(m, "out_features") and hasattr(m, "weight")}
+
+
+def discover_modules(directory: str | Path) -> dict[str, Path]:
+    """Module directories directly under `directory`, by module name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise LoraComposeError(f"modules directory '{directory}' does not exist")
+    found = {}
+    for child in sorted(directory.iterdir()):
+        if is_module(child):
+            found[read_module(child).name] = child
+    if not found:
+        raise LoraComposeError(f"no modules in '{directory}' (a module is a PEFT LoRA adapter directory)")
+    return found
+
+
+class ModuleBank:
+    """Modules loaded for one base model, in a fixed order (their index in weight vectors)."""
+
+    def __init__(self, model: torch.nn.Module, paths: dict[str, Path] | list[Path], fingerprint: dict | None = None):
+        if isinstance(paths, list):
+            paths = {read_module(p).name: Path(p) for p in paths}
+        base_layers = linear_layers(model)
+        self.modules: list[LoadedModule] = []
+        for name, path in paths.items():
+            info = read_module(path)
+            info.name = name
+            module = LoadedModule(info, read_lora_pairs(info))
+            _check_against_base(module, base_layers, fingerprint)
+            self.modules.append(module)
+        self.names = [m.name for m in self.modules]
+
+    @classmethod
+    def from_loaded(cls, modules: list[LoadedModule]) -> "ModuleBank":
+        """A bank of modules already in memory (e.g. a merge result), checked by whoever made them."""
+        bank = cls.__new__(cls)
+        bank.modules, bank.names = list(modules), [m.name for m in modules]
+        return bank
+
+    def index(self, name: str) -> int:
+        if name not in self.names:
+            raise LoraComposeError(f"unknown module '{name}'; known modules: {', '.join(self.names)}")
+        return self.names.index(name)
+
+    def __getitem__(self, name: str) -> LoadedModule:
+        return self.modules[self.index(name)]
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def describe(self) -> list[dict]:
+        return [{"name": m.name, "path": str(m.info.path), "attribute": m.info.attribute, "label": m.info.label,
+                 "rank": m.info.rank, "alpha": m.info.alpha} for m in self.modules]
+
+    def to_json(self) -> str:
+        return json.dumps(self.describe())
