@@ -2,7 +2,8 @@
 
 import pytest
 
-from loracompose.generate import SamplingConfig, sample_texts
+from loracompose.decoding import SamplingConfig
+from loracompose.generate import Steerer
 from loracompose.models import load_base
 from loracompose.train import TrainConfig, train_module
 
@@ -15,9 +16,10 @@ def test_smollm2_loads_in_nf4_and_generates(smollm2_dir):
     base = load_base("smollm2-135m", quantize="nf4")
     assert isinstance(base.model.model.layers[0].mlp.down_proj, bnb.nn.Linear4bit)
     assert base.fingerprint["num_hidden_layers"] == 30 and base.fingerprint["vocab_size"] == 49152
-    config = SamplingConfig(max_new_tokens=12, samples=2, seed=5)
-    first = sample_texts(base.model, base.tokenizer, ["The movie was"], config)
-    again = sample_texts(base.model, base.tokenizer, ["The movie was"], config)
+    steerer = Steerer(base.model, base.tokenizer, None, "smollm2-135m")
+    config = SamplingConfig(max_new_tokens=12)
+    first = steerer.generate(["The movie was"], {}, seeds=[5], samples=2, sampling=config)
+    again = steerer.generate(["The movie was"], {}, seeds=[5], samples=2, sampling=config)
     assert [r["text"] for r in first] == [r["text"] for r in again]  # seeded
     assert all(len(r["text"].split()) >= 3 for r in first)  # real words, not an empty string
 

@@ -11,6 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from loracompose import __version__
+from loracompose.cli_compose import register as register_compose
 from loracompose.errors import LoraComposeError
 
 
@@ -83,22 +84,6 @@ def cmd_train(args) -> None:
           f"{t['real_tokens_per_second']} real tokens/s, peak memory {t['peak_memory_mb']:.0f} MB")
 
 
-def cmd_generate(args) -> None:
-    from loracompose.generate import SamplingConfig, sample_texts
-    from loracompose.inference import load_for_inference
-
-    model, tokenizer = load_for_inference(args.model, args.module, quantize=args.quantize)
-    config = SamplingConfig(args.max_new_tokens, samples=args.samples, seed=args.seed)
-    records = sample_texts(model, tokenizer, args.prompt, config)
-    lines = [json.dumps({**r, "model": args.model, "module": args.module}) for r in records]
-    if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
-        print(f"{len(records)} generations written to {args.out}")
-    else:
-        for r in records:
-            print(f"{r['prompt']}{r['text']}\n---")
-
-
 def cmd_demo(args) -> None:
     from loracompose.demo import run_demo
 
@@ -146,17 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options_args(train)
     train.set_defaults(func=cmd_train)
 
-    gen = sub.add_parser("generate", help="sample continuations from a base model, with or without a module")
-    gen.add_argument("--model", default="smollm2-135m")
-    gen.add_argument("--module", default=None, help="module directory (omit for the bare base model)")
-    gen.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    gen.add_argument("--samples", type=int, default=3)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--max-new-tokens", type=int, default=40)
-    gen.add_argument("--quantize", choices=["nf4", "none"], default="none",
-                     help="base for generation (default dense: NF4 makes SmolLM2's text more repetitive)")
-    gen.add_argument("--out", default=None, help="write JSONL here instead of printing")
-    gen.set_defaults(func=cmd_generate)
+    register_compose(sub)
 
     demo = sub.add_parser("demo", help="the end-to-end demo on the packaged model and data")
     demo.add_argument("--out", default="runs/demo", help="where modules and generations go")
@@ -182,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     if not args.verbose:
         _quiet_libraries()
-    if getattr(args, "quantize", None) == "none" and args.command == "generate":
-        args.quantize = None
     try:
         args.func(args)
     except LoraComposeError as exc:

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from loracompose.errors import LoraComposeError
-from loracompose.generate import SamplingConfig, sample_texts
+from loracompose.decoding import SamplingConfig
 from loracompose.modules import METADATA_FILE
 from loracompose.train import TrainConfig, train_module
 
@@ -50,31 +50,28 @@ def _ensure_module(label: str, out: Path, steps: int, retrain: bool) -> Path:
     return out
 
 
+CONDITIONS = {"base": {}, "positive": {"positive@imdb": 1.0}, "negative": {"negative@imdb": 1.0}}
+
+
 def run_demo(out: Path, steps: int | None = None, retrain: bool = False, samples: int = 4) -> list[dict]:
     """Train (or reuse) both modules, generate from base / positive / negative, print and save."""
-    from peft import PeftModel
-
+    from loracompose.compose.bank import ModuleBank
+    from loracompose.generate import Steerer
     from loracompose.models import load_base
 
     steps = steps or DEFAULT_STEPS
-    paths = {label: _ensure_module(label, out / "modules" / f"{label}@imdb", steps, retrain) for label in LABELS}
+    paths = {f"{label}@imdb": _ensure_module(label, out / "modules" / f"{label}@imdb", steps, retrain)
+             for label in LABELS}
 
     # Generation uses the dense base: the modules were trained on its NF4 copy, but
     # re-quantised SmolLM2 writes noticeably more repetitive text (STACK-NOTES).
     base = load_base(MODEL, quantize=None)
-    model = PeftModel.from_pretrained(base.model, str(paths["positive"]), adapter_name="positive")
-    model.load_adapter(str(paths["negative"]), adapter_name="negative")
-    model.eval()
-    config = SamplingConfig(max_new_tokens=40, samples=samples, seed=0)
+    steerer = Steerer(base.model, base.tokenizer, ModuleBank(base.model, paths, base.fingerprint), MODEL)
+    config = SamplingConfig(max_new_tokens=40)
     records = []
-    for condition in ("base", *LABELS):
-        if condition == "base":
-            with model.disable_adapter():
-                generated = sample_texts(model, base.tokenizer, PROMPTS, config)
-        else:
-            model.set_adapter(condition)
-            generated = sample_texts(model, base.tokenizer, PROMPTS, config)
-        records += [{**r, "condition": condition, "model": MODEL} for r in generated]
+    for condition, composition in CONDITIONS.items():
+        generated = steerer.generate(PROMPTS, composition, "output-sum", seeds=[0], samples=samples, sampling=config)
+        records += [{**r, "condition": condition} for r in generated]
 
     out.mkdir(parents=True, exist_ok=True)
     gens = out / "generations.jsonl"
@@ -84,8 +81,8 @@ def run_demo(out: Path, steps: int | None = None, retrain: bool = False, samples
     return records
 
 
-def _print_examples(records: list[dict], per_condition: int = 3) -> None:
-    for condition in ("base", *LABELS):
+def _print_examples(records: list[dict], per_condition: int = 4) -> None:
+    for condition in CONDITIONS:
         print(f"\n=== {condition} ===")
         shown = [r for r in records if r["condition"] == condition and r["sample"] == 0][:per_condition]
         for r in shown:

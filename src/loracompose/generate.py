@@ -1,48 +1,166 @@
-"""Seeded, batched sampling from a base model with or without a module.
+"""Generation with a composition: prompt sets, templates, and JSONL records.
 
-Defaults follow the controlled-generation protocol of PPLM and its successors:
-top-k 50, top-p 0.95, temperature 1.0. The same prompts, settings and seed give
-the same text.
+One call = prompts × seeds × samples continuations of one composition
+{module: weight} under one method. Every record carries what is needed to
+reproduce and evaluate it: prompt, text, seed, sample index, composition,
+sampling settings, template, base model, package version.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
+from loracompose import __version__
+from loracompose.compose import get_method, normalized
+from loracompose.compose.bank import ModuleBank, linear_layers
+from loracompose.compose.fused import ComposedModel
+from loracompose.compose.merge import merge_composition, merged_module
+from loracompose.compose.weight_methods import MergeOptions
+from loracompose.decoding import SamplingConfig, row_seed, sample
+from loracompose.errors import LoraComposeError
+
+# The 15 sentiment prompts of PPLM (Dathathri et al., 2020), reused by DExperts and by the study.
+PPLM_PROMPTS = [
+    "Once upon a time", "The book", "The chicken", "The city", "The country", "The horse", "The lake",
+    "The last time", "The movie", "The painting", "The pizza", "The potato", "The president of the country",
+    "The road", "The year is 1910.",
+]
+INSTRUCT_TEMPLATE = 'Write a fluent English story starting with "{prompt}" with {targets}.'
+BASE_MEMBER = "base"  # logit-sum: the name of the bare base model as a member
+
+
+def load_prompts(spec: str) -> list[str]:
+    """`pplm`, or a file: one prompt a line (.txt) or JSONL rows with a `prompt` field."""
+    if spec == "pplm":
+        return list(PPLM_PROMPTS)
+    path = Path(spec)
+    if not path.is_file():
+        raise LoraComposeError(f"prompt set '{spec}' is neither 'pplm' nor an existing file (.txt or .jsonl)")
+    if path.suffix == ".jsonl":
+        try:
+            prompts = [json.loads(line)["prompt"] for line in path.read_text().splitlines() if line.strip()]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise LoraComposeError(f"prompt file '{path}': every line must be a JSON object with 'prompt'") from exc
+    else:
+        prompts = [line.rstrip("\n") for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise LoraComposeError(f"prompt file '{path}' holds no prompts")
+    return prompts
+
+
+def describe_targets(bank: ModuleBank | None, composition: dict[str, float]) -> str:
+    """'a positive sentiment and a sport topic' from the modules' metadata (positive weights only)."""
+    parts = []
+    for name, weight in composition.items():
+        if bank is None or name == BASE_MEMBER or weight <= 0 or name not in bank.names:
+            continue
+        info = bank[name].info
+        parts.append(f"a {info.label or name} {info.attribute or 'style'}")
+    return " and ".join(parts) or "a natural style"
+
+
+def render_prompt(prompt: str, template: str, tokenizer, targets: str) -> str:
+    """plain: the prompt itself; instruct: the model's chat template around INSTRUCT_TEMPLATE,
+    with the answer starting with the prompt; any other string: a format with {prompt} and {targets}."""
+    if template == "plain":
+        return prompt
+    if template == "instruct":
+        if not getattr(tokenizer, "chat_template", None):
+            raise LoraComposeError("template 'instruct' needs a tokenizer with a chat template; use 'plain'")
+        message = INSTRUCT_TEMPLATE.format(prompt=prompt, targets=targets)
+        chat = tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                             add_generation_prompt=True)
+        return chat + prompt
+    if "{prompt}" not in template:
+        raise LoraComposeError(f"template '{template}' must be 'plain', 'instruct' or contain '{{prompt}}'")
+    return template.format(prompt=prompt, targets=targets)
+
 
 @dataclass(frozen=True)
-class SamplingConfig:
-    max_new_tokens: int = 40
-    top_k: int = 50
-    top_p: float = 0.95
-    temperature: float = 1.0
-    samples: int = 1  # continuations per prompt
-    seed: int = 0
-    batch_size: int = 16  # sequences per forward
+class Job:
+    """One continuation to produce."""
+
+    prompt: str
+    seed: int
+    sample: int
 
 
-def sample_texts(model, tokenizer, prompts: list[str], config: SamplingConfig = SamplingConfig()) -> list[dict]:
-    """Continue each prompt `config.samples` times; one record per continuation.
+class Steerer:
+    """A base model with a module bank, ready to generate under any composition and method."""
 
-    Returns dicts with `prompt`, `sample` (index), `text` (continuation only),
-    `seed` and the sampling settings, in prompt order.
-    """
-    requests = [(prompt, i) for prompt in prompts for i in range(config.samples)]
-    tokenizer.padding_side = "left"  # decoder-only: pad on the left so continuations line up
-    torch.manual_seed(config.seed)
-    records = []
-    for start in range(0, len(requests), config.batch_size):
-        chunk = requests[start : start + config.batch_size]
-        batch = tokenizer([p for p, _ in chunk], return_tensors="pt", padding=True).to(model.device)
-        with torch.no_grad():
-            output = model.generate(
-                **batch, do_sample=True, top_k=config.top_k, top_p=config.top_p, temperature=config.temperature,
-                max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            )
-        continuations = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        for (prompt, index), text in zip(chunk, continuations):
-            records.append({"prompt": prompt, "sample": index, "text": text, "seed": config.seed,
-                            "sampling": asdict(config)})
-    return records
+    def __init__(self, model, tokenizer, bank: ModuleBank | None, model_spec: str = ""):
+        self.model, self.tokenizer, self.model_spec = model, tokenizer, model_spec
+        self.bank = bank or ModuleBank.from_loaded([])
+        self.layer_order = list(linear_layers(model))
+
+    def _plan(self, composition: dict[str, float], method_name: str, options: MergeOptions):
+        """(ComposedModel, weights (1, N) or None, coefficients (1, K) or None, members (K, N) or None)."""
+        method = get_method(method_name)
+        if not composition:
+            return ComposedModel(self.model, ModuleBank.from_loaded([])), None, None, None
+        if method.level == "decoding":
+            names = [n for n in composition if n != BASE_MEMBER]
+            bank = ModuleBank.from_loaded([self.bank[n] for n in names])
+            members = torch.zeros(len(names) + 1, len(names))
+            members[1:] = torch.eye(len(names))  # row 0: the base; row k: module k alone
+            coefficients = torch.tensor([[composition.get(BASE_MEMBER, 0.0)] + [composition[n] for n in names]])
+            active = coefficients[0] != 0  # members with weight 0 are not run at all
+            return ComposedModel(self.model, bank), None, coefficients[:, active], members[active]
+        if BASE_MEMBER in composition:
+            raise LoraComposeError(f"'{BASE_MEMBER}' is a member only for logit-sum; for {method_name} the base "
+                                   "is always there (weight all modules 0 for the base alone)")
+        if method.level == "weight":
+            pairs = merge_composition(self.bank, composition, method_name, self.layer_order, options)
+            composed = ComposedModel(self.model, ModuleBank.from_loaded([merged_module(pairs, "merged")]))
+            return composed, torch.ones(1, 1), None, None
+        if method.normalize:
+            composition = normalized(composition)
+        composed = ComposedModel(self.model, ModuleBank.from_loaded([self.bank[n] for n in composition]))
+        return composed, composed.weights_for([composition]), None, None
+
+    def generate(self, prompts: list[str], composition: dict[str, float], method: str = "output-sum",
+                 seeds: list[int] = (0,), samples: int = 1, sampling: SamplingConfig = SamplingConfig(),
+                 template: str = "plain", options: MergeOptions = MergeOptions(), progress: bool = False) -> list[dict]:
+        for name in composition:
+            if name != BASE_MEMBER:
+                self.bank.index(name)  # unknown names fail before any work
+        composed, weights, coefficients, members = self._plan(composition, method, options)
+        targets = describe_targets(self.bank, composition)
+        jobs = [Job(p, s, i) for s in seeds for p in prompts for i in range(samples)]
+        per_batch = max(1, sampling.batch_size // (1 if coefficients is None else coefficients.shape[1]))
+        records = []
+        try:
+            batches = range(0, len(jobs), per_batch)
+            if progress:
+                from tqdm.auto import tqdm
+
+                batches = tqdm(batches, desc=f"generating ({method})", unit="batch")
+            for start in batches:
+                chunk = jobs[start : start + per_batch]
+                rendered = [render_prompt(j.prompt, template, self.tokenizer, targets) for j in chunk]
+                texts = sample(composed, self.tokenizer, rendered, [row_seed(j.seed, j.sample) for j in chunk],
+                               sampling,
+                               weights=None if weights is None else weights.expand(len(chunk), -1),
+                               coefficients=None if coefficients is None else coefficients.expand(len(chunk), -1),
+                               members=members)
+                records += [self._record(j, t, composition, method, sampling, template, options)
+                            for j, t in zip(chunk, texts)]
+        finally:
+            composed.detach()
+        return records
+
+    def _record(self, job: Job, text: str, composition, method, sampling, template, options) -> dict:
+        modules = {n: (self.bank[n].info.metadata.get("label"), self.bank[n].info.metadata.get("attribute"))
+                   for n in composition if n != BASE_MEMBER}
+        return {
+            "prompt": job.prompt, "text": text, "seed": job.seed, "sample": job.sample,
+            "composition": {"method": method, "weights": dict(composition),
+                            "targets": {n: {"label": lab, "attribute": att} for n, (lab, att) in modules.items()},
+                            **({"options": asdict(options)} if get_method(method).level == "weight" else {})},
+            "generation": {**asdict(sampling), "template": template},
+            "model": self.model_spec, "loracompose_version": __version__,
+        }

@@ -41,6 +41,8 @@ def merged_module(pairs: dict[str, LoraPair], name: str) -> LoadedModule:
 def write_merged(bank: ModuleBank, composition: dict[str, float], method_name: str, layer_order: list[str],
                  out: str | Path, *, base_model_name: str, fingerprint: dict, options: MergeOptions = MergeOptions(),
                  overwrite: bool = False) -> Path:
+    if Path(out).exists() and not overwrite:
+        raise LoraComposeError(f"'{out}' already exists; choose another --out or pass --overwrite")
     pairs = merge_composition(bank, composition, method_name, layer_order, options)
     sources = {m.name: m.info.metadata for m in bank.modules if m.name in composition}
     metadata = {

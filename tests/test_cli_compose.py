@@ -1,0 +1,81 @@
+"""The composition commands end to end on the tiny model: files written, messages on bad input."""
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+
+from compose_helpers import make_adapter
+from loracompose.cli import main
+from loracompose.models import load_base
+
+
+@pytest.fixture(scope="module")
+def module_dir(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-modules")
+    make_adapter(tiny_model_dir, root / "pos", seed=51)
+    make_adapter(tiny_model_dir, root / "neg", seed=52, rank=8)
+    return root
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_generate_writes_one_record_per_prompt_seed_and_sample(tiny_model_dir, module_dir, tmp_path, capsys):
+    out = tmp_path / "gens.jsonl"
+    code, stdout, _ = run(capsys, "generate", "--model", tiny_model_dir, "--modules", module_dir, "--compose",
+                          "pos=1,neg=0.5", "--method", "output-sum", "--prompts", "pplm", "--seeds", "1,2",
+                          "--samples", "2", "--max-new-tokens", "4", "--out", out)
+    assert code == 0 and "60 generations written" in stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 15 * 2 * 2
+    assert {(r["seed"], r["sample"]) for r in rows} == {(1, 0), (1, 1), (2, 0), (2, 1)}
+    assert rows[0]["composition"]["weights"] == {"pos": 1.0, "neg": 0.5}
+    assert {"prompt", "text", "seed", "sample", "composition", "generation", "model", "loracompose_version"} <= set(rows[0])
+
+
+def test_compose_and_export_write_plain_peft_adapters(tiny_model_dir, module_dir, tmp_path, capsys):
+    code, stdout, _ = run(capsys, "export", "--model", tiny_model_dir, "--modules", module_dir, "--compose",
+                          "pos=1,neg=-0.5", "--out", tmp_path / "exported")
+    assert code == 0 and "rank 12" in stdout and "--max-lora-rank >= 12" in stdout
+    code, _, _ = run(capsys, "compose", "--model", tiny_model_dir, "--modules", module_dir, "--compose", "pos=1",
+                     "--method", "ties", "--out", tmp_path / "tied")
+    assert code == 0
+    for name in ("exported", "tied"):
+        model = PeftModel.from_pretrained(load_base(str(tiny_model_dir), quantize=None).model, str(tmp_path / name))
+        with torch.no_grad():
+            assert torch.isfinite(model(torch.tensor([[1, 2, 3]])).logits).all()
+    meta = json.loads((tmp_path / "exported" / "loracompose.json").read_text())
+    assert meta["composition"]["method"] == "delta-sum" and meta["composition"]["weights"] == {"pos": 1.0,
+                                                                                              "neg": -0.5}
+    code, _, err = run(capsys, "export", "--model", tiny_model_dir, "--modules", module_dir, "--compose", "pos=1",
+                       "--out", tmp_path / "exported")
+    assert code == 2 and "already exists; choose another --out or pass --overwrite" in err
+
+
+def test_learn_weights_cli(tiny_model_dir, module_dir, tmp_path, capsys):
+    examples = tmp_path / "examples.txt"
+    examples.write_text("\n".join(f"A lovely film, number {i}." for i in range(10)))
+    code, stdout, _ = run(capsys, "learn-weights", "--model", tiny_model_dir, "--modules", module_dir,
+                          "--examples", examples, "--steps", "3", "--out", tmp_path / "w.json")
+    assert code == 0 and "weights: neg=" in stdout
+    assert set(json.loads((tmp_path / "w.json").read_text())["weights"]) == {"pos", "neg"}
+
+
+def test_composition_errors_on_the_command_line(tiny_model_dir, module_dir, tmp_path, capsys):
+    base = ["generate", "--model", tiny_model_dir, "--modules", module_dir, "--prompt", "x", "--max-new-tokens", "2"]
+    code, _, err = run(capsys, *base, "--compose", "sport=1")
+    assert code == 2 and "unknown module 'sport'; known modules: neg, pos" in err
+    code, _, err = run(capsys, *base, "--compose", "pos=lots")
+    assert code == 2 and "bad composition entry 'pos=lots'" in err
+    code, _, err = run(capsys, "compose", "--model", tiny_model_dir, "--modules", module_dir, "--compose",
+                       "pos=1,neg=1", "--method", "weights-average", "--out", tmp_path / "avg")
+    assert code == 2 and "all modules need the same rank" in err and not (tmp_path / "avg").exists()
+    code, _, err = run(capsys, *base[:-4], "--compose", "pos=1", "--prompts", "missing.txt")
+    assert code == 2 and "prompt set 'missing.txt' is neither 'pplm' nor an existing file" in err
+    code, out, _ = run(capsys, "modules", module_dir)
+    assert code == 0 and "pos" in out and "rank=8" in out
