@@ -13,6 +13,7 @@ from pathlib import Path
 from loracompose import __version__
 from loracompose.cli_compose import register as register_compose
 from loracompose.errors import LoraComposeError
+from loracompose.evaluate.cli import register as register_evaluate
 
 
 def _data_options_args(parser: argparse.ArgumentParser) -> None:
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=None, help="training steps per module")
     demo.add_argument("--retrain", action="store_true", help="train again even if the modules exist")
     demo.set_defaults(func=cmd_demo)
+    register_evaluate(sub)
     return parser
 
 

@@ -1,0 +1,65 @@
+"""The attributes loracompose can judge out of the box, and parsing of `--target`.
+
+A judge for an attribute is trained on the train splits of the attribute's
+packaged datasets and measured on their test splits. Sentiment judges are
+binary (negative / positive): the `tweets` dataset's `neutral` label is left
+out, because only that one dataset (tweets about self-driving cars) has it, so a
+third class would learn the domain as much as the neutrality, and the study's
+targets are positive and negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loracompose.errors import LoraComposeError
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    name: str
+    labels: tuple[str, ...]
+    datasets: tuple[str, ...]  # packaged datasets: train splits train the judges, test splits measure them
+    primary: str  # the dataset whose test accuracy is the headline figure
+    third: str  # the kind of the third, non-linear-on-text judge ("vader" or "naive-bayes")
+
+
+ATTRIBUTES: dict[str, AttributeSpec] = {
+    a.name: a
+    for a in [
+        AttributeSpec("sentiment", ("negative", "positive"), ("rotten_tomatoes", "imdb", "tweets"),
+                      "rotten_tomatoes", "vader"),
+        AttributeSpec("topic", ("business", "entertainment", "politics", "sport", "tech"), ("bbc",),
+                      "bbc", "naive-bayes"),
+    ]
+}
+
+
+def parse_targets(text: str, known: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """`"sentiment=positive,topic=sport"` → {"sentiment": "positive", "topic": "sport"}.
+
+    `known` maps each judgeable attribute to its labels (built-in ones plus any
+    that user judges add).
+    """
+    accepted = "; ".join(f"{a}: {', '.join(labels)}" for a, labels in known.items())
+    targets: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        attribute, sep, label = (s.strip() for s in part.partition("="))
+        if not sep or not attribute or not label:
+            raise LoraComposeError(
+                f"target '{part}' is not of the form attribute=label (e.g. sentiment=positive,topic=sport)"
+            )
+        if attribute not in known:
+            raise LoraComposeError(f"unknown attribute '{attribute}' in target; accepted: {accepted}")
+        if label not in known[attribute]:
+            raise LoraComposeError(
+                f"unknown label '{label}' for attribute '{attribute}'; its labels are {', '.join(known[attribute])}"
+            )
+        if attribute in targets:
+            raise LoraComposeError(f"attribute '{attribute}' is targeted twice in '{text}'")
+        targets[attribute] = label
+    if not targets:
+        raise LoraComposeError(f"no target given; write attribute=label pairs, e.g. sentiment=positive ({accepted})")
+    return targets

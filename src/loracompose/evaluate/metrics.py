@@ -1,0 +1,211 @@
+"""Evaluate one generations file: attribute accuracy, fluency, diversity → metrics.json.
+
+For each targeted attribute the panel of judges (three built-in kinds plus any
+user judges) gives
+    hard accuracy = mean over texts of [majority vote == target]
+    soft accuracy = mean over texts of the judges' mean P(target | text)
+each with a seeded bootstrap interval, beside every judge's own hit rate and
+its measured test accuracy. With several targets, the joint hard accuracy
+counts texts whose every attribute vote hits.
+
+Judges read the text as a reader sees it — prompt followed by continuation —
+by default (`judge_input="full"`), or the continuation alone. Perplexity and
+diversity always concern the continuation (perplexity given the prompt).
+
+metrics.json also keeps each sample's hits, soft scores and NLL under its key
+(prompt, sample, seed), which is what `compare` pairs on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from loracompose import __version__
+from loracompose.errors import LoraComposeError
+from loracompose.evaluate.attributes import ATTRIBUTES, parse_targets
+from loracompose.evaluate.diversity import diversity
+from loracompose.evaluate.ensemble import Verdicts
+from loracompose.evaluate.generations import read_generations, system_of
+from loracompose.evaluate.panel import VOTE, JudgePanel, JudgeSettings, judge_panel, measure_judge
+from loracompose.evaluate.perplexity import continuation_nll, perplexity
+from loracompose.evaluate.significance import bootstrap_mean, resampled_means
+
+JUDGE_INPUTS = ("full", "continuation")
+DEFAULT_REFERENCE = "gemma3-270m"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    reference: str | None = DEFAULT_REFERENCE  # model spec for perplexity; None skips fluency
+    judge_dirs: tuple[str, ...] = ()  # user judges: HF text-classification directories
+    judge_input: str = "full"  # "full" (prompt + continuation) or "continuation"
+    settings: JudgeSettings = field(default_factory=JudgeSettings)
+    batch_size: int = 8  # texts per reference-model forward
+    resamples: int = 10_000  # bootstrap resamples for the intervals
+    confidence: float = 0.95
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.judge_input not in JUDGE_INPUTS:
+            raise LoraComposeError(f"unknown judge input '{self.judge_input}'; accepted: {', '.join(JUDGE_INPUTS)}")
+
+
+def _interval(scores, options: EvalOptions) -> dict:
+    ci = bootstrap_mean(scores, resamples=options.resamples, confidence=options.confidence, seed=options.seed)
+    return {"value": ci.estimate, "ci": [ci.low, ci.high], "n": int(len(scores))}
+
+
+def _panels(targets: dict[str, str], user_judges: list, options: EvalOptions) -> dict[str, JudgePanel]:
+    panels = {}
+    for attribute in targets:
+        if attribute in ATTRIBUTES:
+            panels[attribute] = judge_panel(attribute, options.settings, progress=options.progress)
+        else:
+            panels[attribute] = JudgePanel(attribute, [], [], {}, None)
+    for judge in user_judges:
+        panel = panels.get(judge.attribute)
+        if panel is None:
+            continue
+        if not panel.labels:
+            panel.labels = list(judge.labels)
+        panel.judges.append(judge)
+        panel.accuracy[judge.name] = measure_judge(judge, options.settings, fingerprint=judge.fingerprint,
+                                                   progress=options.progress)
+    return panels
+
+
+def _judge_attribute(panel: JudgePanel, target: str, texts: list[str], options: EvalOptions):
+    probabilities = []
+    for judge in panel.judges:
+        if hasattr(judge, "progress"):
+            judge.progress = options.progress
+        probabilities.append(judge.predict_proba(texts))
+    verdicts = Verdicts(panel.labels, [j.name for j in panel.judges], np.stack(probabilities))
+    hard, soft = verdicts.hard_hits(target), verdicts.soft_scores(target)
+    judges = []
+    for judge in panel.judges:
+        hits = verdicts.judge_hits(target)[judge.name]
+        judges.append({**judge.describe(), "hit_rate": float(hits.mean()),
+                       "test_accuracy": panel.accuracy.get(judge.name, {}),
+                       "headline_test_accuracy": panel.headline(judge.name), "headline_dataset": panel.primary})
+    user_judges = any(j.describe()["kind"] == "hf" for j in panel.judges)
+    summary = {"target": target, "labels": panel.labels, "hard_accuracy": _interval(hard, options),
+               "soft_accuracy": _interval(soft, options), "judges": judges,
+               # The built-in judges' majority vote on the test splits (user judges not included).
+               "vote_test_accuracy": panel.accuracy.get(VOTE, {}), "vote_includes_user_judges": user_judges,
+               "judge_panel": panel.provenance.get("directory")}
+    return summary, hard, soft
+
+
+def _fluency(records, options: EvalOptions) -> tuple[dict, np.ndarray, np.ndarray]:
+    from loracompose.models import load_base
+
+    base = load_base(options.reference, quantize=None)
+    start = time.perf_counter()
+    nll, tokens = continuation_nll(base.model, base.tokenizer, [r.prompt for r in records],
+                                   [r.text for r in records], batch_size=options.batch_size, progress=options.progress)
+    seconds = time.perf_counter() - start
+    value = perplexity(nll, tokens)
+    ci = None
+    scored = tokens > 0
+    if value is not None and scored.sum() > 1:
+        # Ratio bootstrap: resample texts, PPL* = exp(mean NLL* / mean T*) with the same indices for both.
+        rng_seed = options.seed
+        mean_nll = resampled_means(nll, resamples=options.resamples, seed=rng_seed)
+        mean_tok = resampled_means(tokens, resamples=options.resamples, seed=rng_seed)
+        ppl = np.exp(mean_nll / np.maximum(mean_tok, 1e-12))
+        alpha = 1 - options.confidence
+        ci = [float(x) for x in np.quantile(ppl, [alpha / 2, 1 - alpha / 2])]
+    fluency = {"reference_model": options.reference, "reference_fingerprint": base.fingerprint["id"],
+               "reference_source": base.fingerprint["source"], "perplexity": value, "ci": ci,
+               "tokens": int(tokens.sum()), "texts": int(scored.sum()),
+               "texts_per_second": round(len(records) / seconds, 2) if seconds > 0 else None}
+    return fluency, nll, tokens
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def evaluate_generations(path: str | Path, targets: str | dict[str, str],
+                         options: EvalOptions = EvalOptions()) -> dict:
+    """All metrics of one generations file, as a JSON-ready dict (see the module docstring)."""
+    from loracompose.evaluate.hf_judge import load_hf_judge
+
+    records = read_generations(path)
+    user_judges = [load_hf_judge(d, options.settings.max_words) for d in options.judge_dirs]
+    known = {a: spec.labels for a, spec in ATTRIBUTES.items()}
+    for judge in user_judges:
+        known.setdefault(judge.attribute, tuple(judge.labels))
+    if isinstance(targets, str):
+        targets = parse_targets(targets, known)
+    else:
+        parse_targets(",".join(f"{a}={label}" for a, label in targets.items()), known)
+    panels = _panels(targets, user_judges, options)
+
+    texts = [r.prompt + r.text if options.judge_input == "full" else r.text for r in records]
+    attributes, hard, soft = {}, {}, {}
+    start = time.perf_counter()
+    for attribute, target in targets.items():
+        attributes[attribute], hard[attribute], soft[attribute] = _judge_attribute(
+            panels[attribute], target, texts, options)
+    judge_seconds = time.perf_counter() - start
+    joint = np.all(np.stack([hard[a] for a in targets]), axis=0)
+
+    metrics: dict = {
+        "generations": {"path": str(Path(path).resolve()),
+                        "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                        "records": len(records), "prompts": len({r.prompt for r in records}),
+                        "system": json.loads(system_of(records[0].extra))},
+        "targets": targets,
+        "attributes": attributes,
+        "joint_hard_accuracy": _interval(joint, options) if len(targets) > 1 else None,
+    }
+    nll = tokens = None
+    if options.reference:
+        metrics["fluency"], nll, tokens = _fluency(records, options)
+    else:
+        metrics["fluency"] = None
+    metrics["diversity"] = diversity([r.prompt for r in records], [r.text for r in records]).as_dict()
+    metrics["throughput"] = {"judged_texts_per_second": round(len(records) / judge_seconds, 2)
+                             if judge_seconds > 0 else None}
+    metrics["provenance"] = {
+        "loracompose": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "judge_input": options.judge_input,
+        "settings": asdict(options.settings), "bootstrap": {"resamples": options.resamples,
+                                                            "confidence": options.confidence, "seed": options.seed},
+        "judge_panels": {a: panels[a].provenance for a in targets},
+    }
+    metrics["samples"] = [
+        {"prompt": r.prompt, "sample": r.sample, "seed": r.seed,
+         "hits": {a: bool(hard[a][i]) for a in targets},
+         "soft": {a: round(float(soft[a][i]), 6) for a in targets},
+         **({"nll": float(nll[i]), "tokens": int(tokens[i])} if nll is not None else {})}
+        for i, r in enumerate(records)
+    ]
+    return metrics
+
+
+def write_metrics(metrics: dict, out: str | Path) -> Path:
+    """Write metrics.json atomically (a crash leaves no half-written file)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    staging.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    staging.replace(out)
+    return out

@@ -1,0 +1,206 @@
+"""Training, measuring and caching the built-in judges of an attribute (its *panel*).
+
+For an attribute (see `attributes.py`) three judges of different kinds are
+trained on the train splits of its packaged datasets and each is measured on
+every dataset's test split:
+
+    minilm-logreg   MiniLM sentence embeddings + logistic regression
+    tfidf-logreg    TF-IDF word 1–2-grams + logistic regression
+    vader           VADER lexicon (sentiment; no training)
+    counts-nb       word-count multinomial naive Bayes (topic)
+
+Texts are drawn per (dataset, label), at most a cap each, by a seeded sample
+(the same settings and data give the same texts), and cut to their first
+`max_words` words — generations are short, so the judges learn from (and are
+measured on) text of that length. Embedding is the slow part (~30 short texts/s
+on 2 cores), so the MiniLM judge has its own, smaller cap.
+
+The panel is written once to `cache_dir()/judges/<attribute>-<key>/`, key = hash
+of the attribute, the settings, the datasets' content hashes and the format
+version; later calls load it in well under a second (after the datasets are read
+to compute the key).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from loracompose.data import load_attribute_dataset
+from loracompose.errors import LoraComposeError
+from loracompose.evaluate.attributes import ATTRIBUTES, AttributeSpec
+from loracompose.evaluate.ensemble import Verdicts, unique_hits
+from loracompose.evaluate.features import NgramSettings, NgramVectorizer, embed_minilm, minilm_version
+from loracompose.evaluate.judges import Judge, LinearJudge, VaderJudge, first_words, load_judge
+from loracompose.evaluate.linear import fit_logistic_regression, fit_naive_bayes
+from loracompose.paths import atomic_directory, cache_dir
+
+FORMAT_VERSION = 2
+VOTE = "vote"  # the ensemble's majority vote, measured like a judge
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    max_words: int = 64  # texts cut to their first words, in training, measuring and use
+    embed_per_label: int = 600  # training texts per (dataset, label) for the MiniLM judge
+    ngram_per_label: int = 4000  # training texts per (dataset, label) for the n-gram judges
+    test_per_label: int = 500  # test texts per (dataset, label) to measure each judge
+    minilm_c: float = 0.3  # inverse L2 strength of the logistic regression on embeddings
+    tfidf_c: float = 5.0  # ... and on TF-IDF features (sparser, wants less regularisation)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("max_words", "embed_per_label", "ngram_per_label", "test_per_label"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise LoraComposeError(f"judge setting {name}={getattr(self, name)!r} must be a whole number >= 1")
+        for name in ("minilm_c", "tfidf_c"):
+            if not getattr(self, name) > 0:
+                raise LoraComposeError(f"judge setting {name}={getattr(self, name)!r} must be positive")
+
+
+@dataclass
+class JudgePanel:
+    """The judges of one attribute with each judge's measured test accuracy."""
+
+    attribute: str
+    labels: list[str]
+    judges: list[Judge]
+    # judge name (and "vote" for the ensemble) → dataset → {"accuracy": float, "n": int}
+    accuracy: dict[str, dict[str, dict]] = field(default_factory=dict)
+    primary: str | None = None  # dataset whose accuracy is the headline
+    provenance: dict = field(default_factory=dict)
+
+    def headline(self, judge: str) -> float | None:
+        scores = self.accuracy.get(judge, {})
+        entry = scores.get(self.primary) if self.primary else None
+        return entry["accuracy"] if entry else None
+
+
+@functools.lru_cache(maxsize=None)
+def _dataset(name: str):
+    """A packaged dataset, read once per process (its content hash keys the cache)."""
+    return load_attribute_dataset(name)
+
+
+def _select(dataset, split: str, label: str, cap: int, seed: int, max_words: int) -> list[str]:
+    texts = dataset.texts(split, label)  # sorted by text: independent of file order
+    if len(texts) > cap:
+        texts = random.Random(f"{seed}:{dataset.name}:{split}:{label}").sample(texts, cap)
+    return [first_words(t, max_words) for t in texts]
+
+
+def _pool(datasets, spec: AttributeSpec, split: str, cap: int, settings: JudgeSettings):
+    texts, labels = [], []
+    for d in datasets:
+        for label in spec.labels:
+            chosen = _select(d, split, label, cap, settings.seed, settings.max_words)
+            texts += chosen
+            labels += [label] * len(chosen)
+    return texts, labels
+
+
+def _panel_key(spec: AttributeSpec, settings: JudgeSettings, hashes: dict[str, str]) -> str:
+    blob = json.dumps({"format": FORMAT_VERSION, "attribute": asdict(spec), "settings": asdict(settings),
+                       "data": hashes, "minilm": minilm_version()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _train(spec: AttributeSpec, datasets, settings: JudgeSettings, progress: bool) -> list[Judge]:
+    labels = list(spec.labels)
+    texts, y = _pool(datasets, spec, "train", settings.ngram_per_label, settings)
+    tfidf = NgramVectorizer.fit(texts, NgramSettings("tfidf"))
+    judges: list[Judge] = [LinearJudge("tfidf-logreg", spec.name, labels, "tfidf",
+                                       fit_logistic_regression(tfidf.transform(texts), y, labels, c=settings.tfidf_c,
+                                                               seed=settings.seed),
+                                       tfidf, settings.max_words)]
+    if spec.third == "naive-bayes":
+        counts = NgramVectorizer.fit(texts, NgramSettings("counts", ngram_max=1))
+        judges.append(LinearJudge("counts-nb", spec.name, labels, "counts",
+                                  fit_naive_bayes(counts.transform(texts), y, labels), counts, settings.max_words))
+    else:
+        judges.append(VaderJudge(max_words=settings.max_words))
+    texts, y = _pool(datasets, spec, "train", settings.embed_per_label, settings)
+    if progress:
+        print(f"embedding {len(texts)} {spec.name} training texts with MiniLM (once; cached)")
+    embeddings = embed_minilm(texts, progress=progress)
+    head = fit_logistic_regression(embeddings, y, labels, c=settings.minilm_c, seed=settings.seed)
+    judges.insert(0, LinearJudge("minilm-logreg", spec.name, labels, "minilm", head, None, settings.max_words))
+    return judges
+
+
+def _measure(judges: list[Judge], spec: AttributeSpec, datasets, settings: JudgeSettings,
+             progress: bool) -> dict[str, dict[str, dict]]:
+    """Each judge's test accuracy per dataset, and (with several judges) the ensemble vote's as `vote`."""
+    accuracy: dict[str, dict[str, dict]] = {j.name: {} for j in judges}
+    for d in datasets:
+        texts, y = _pool([d], spec, "test", settings.test_per_label, settings)
+        truth = np.array([spec.labels.index(label) for label in y])
+        probabilities = []
+        for judge in judges:
+            if progress and judge.name.startswith("minilm"):
+                print(f"measuring {judge.name} on {len(texts)} {d.name} test texts")
+            probabilities.append(judge.predict_proba(texts))
+        results = {j.name: unique_hits(p, truth) for j, p in zip(judges, probabilities)}  # undecided = wrong
+        if len(judges) > 1:
+            verdicts = Verdicts(list(spec.labels), [j.name for j in judges], np.stack(probabilities))
+            results[VOTE] = verdicts.votes() == truth
+        for name, hits in results.items():
+            accuracy.setdefault(name, {})[d.name] = {"accuracy": round(float(hits.mean()), 4), "n": int(hits.size)}
+    return accuracy
+
+
+def judge_panel(attribute: str, settings: JudgeSettings = JudgeSettings(), *, progress: bool = True,
+                root: Path | None = None) -> JudgePanel:
+    """The attribute's built-in judges: loaded from the cache, or trained, measured and cached."""
+    if attribute not in ATTRIBUTES:
+        raise LoraComposeError(f"no built-in judges for attribute '{attribute}'; built-in: {', '.join(ATTRIBUTES)}")
+    spec = ATTRIBUTES[attribute]
+    datasets = [_dataset(name) for name in spec.datasets]
+    hashes = {d.name: d.content_hash for d in datasets}
+    directory = (root or cache_dir() / "judges") / f"{attribute}-{_panel_key(spec, settings, hashes)}"
+    if not (directory / "panel.json").is_file():
+        judges = _train(spec, datasets, settings, progress)
+        accuracy = _measure(judges, spec, datasets, settings, progress)
+        with atomic_directory(directory, overwrite=True) as staging:
+            for judge in judges:
+                judge.save(staging / judge.name)
+            (staging / "panel.json").write_text(json.dumps({
+                "attribute": attribute, "labels": list(spec.labels), "judges": [j.name for j in judges],
+                "accuracy": accuracy, "primary": spec.primary, "settings": asdict(settings), "data": hashes,
+                "format": FORMAT_VERSION}, indent=2))
+    return load_panel(directory)
+
+
+def load_panel(directory: Path) -> JudgePanel:
+    meta = json.loads((directory / "panel.json").read_text())
+    judges = [load_judge(directory / name) for name in meta["judges"]]
+    provenance = {"directory": str(directory), "settings": meta["settings"], "data": meta["data"]}
+    return JudgePanel(meta["attribute"], meta["labels"], judges, meta["accuracy"], meta["primary"], provenance)
+
+
+def measure_judge(judge: Judge, settings: JudgeSettings = JudgeSettings(), *, fingerprint: str,
+                  progress: bool = True, root: Path | None = None) -> dict[str, dict]:
+    """A user judge's test accuracy on its attribute's packaged test splits (cached by `fingerprint`).
+
+    Empty when the attribute has no packaged data (a user's own attribute).
+    """
+    spec = ATTRIBUTES.get(judge.attribute)
+    if spec is None:
+        return {}
+    datasets = [_dataset(name) for name in spec.datasets]
+    hashes = {d.name: d.content_hash for d in datasets}
+    key = hashlib.sha256(f"{fingerprint}:{_panel_key(spec, settings, hashes)}".encode()).hexdigest()[:16]
+    file = (root or cache_dir() / "judges") / f"user-{judge.attribute}-{key}.json"
+    if not file.is_file():
+        accuracy = _measure([judge], spec, datasets, settings, progress)[judge.name]
+        file.parent.mkdir(parents=True, exist_ok=True)
+        staging = file.with_name(f".{file.name}.tmp")
+        staging.write_text(json.dumps(accuracy, indent=2))
+        staging.replace(file)
+    return json.loads(file.read_text())
