@@ -154,6 +154,9 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything imports bitsandbytes: without the optional `kernels` package it
+    # warns at import that it uses its own CPU kernel, which is what we want.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")

@@ -27,7 +27,7 @@ DEFAULT_STEPS = 60
 def demo_config(label: str, steps: int) -> TrainConfig:
     # A short run: a higher learning rate than the 2e-4 default so 60 steps move the model.
     return TrainConfig(model=MODEL, datasets=["imdb"], label=label, steps=steps, learning_rate=1e-3,
-                       warmup_steps=5, eval_every=20, save_every=20)
+                       warmup_steps=5, eval_every=20, save_every=30)
 
 
 def _ensure_module(label: str, out: Path, steps: int, retrain: bool) -> Path:

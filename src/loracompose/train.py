@@ -153,6 +153,8 @@ def _check_resume(work: Path, settings: dict) -> Path:
     checkpoint = _latest_checkpoint(work) if work.is_dir() else None
     if checkpoint is None:
         raise LoraComposeError(f"--resume: no checkpoint to resume in '{work}'; run without --resume to start")
+    if not (work / RUN_FILE).is_file():
+        raise LoraComposeError(f"--resume: '{work}' has checkpoints but no {RUN_FILE}; drop --resume to start over")
     recorded = json.loads((work / RUN_FILE).read_text())["settings"]
     differing = sorted(k for k in settings.keys() | recorded.keys() if settings.get(k) != recorded.get(k))
     if differing:

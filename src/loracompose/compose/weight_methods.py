@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from peft.utils import merge_utils
 
 from loracompose.compose.bank import LoadedModule, LoraPair
 from loracompose.errors import LoraComposeError
@@ -91,8 +90,19 @@ def _task_arithmetic_family(merge_fn):
     return method
 
 
-weights_average = _task_arithmetic_family(lambda t, w, o: merge_utils.task_arithmetic(t, w))
-ties = _task_arithmetic_family(lambda t, w, o: merge_utils.ties(t, w, o.density, o.majority_sign_method))
-dare_linear = _task_arithmetic_family(lambda t, w, o: merge_utils.dare_linear(t, w, o.density))
-dare_ties = _task_arithmetic_family(lambda t, w, o: merge_utils.dare_ties(t, w, o.density, o.majority_sign_method))
-magnitude_prune = _task_arithmetic_family(lambda t, w, o: merge_utils.magnitude_prune(t, w, o.density))
+def _peft(name: str, *option_names: str):
+    """PEFT's merge function `name`, called with the options it takes (imported on first use:
+    importing peft costs seconds, which every CLI command would pay)."""
+    def merge(tensors, weights, options: MergeOptions):
+        from peft.utils import merge_utils
+
+        return getattr(merge_utils, name)(tensors, weights, *(getattr(options, o) for o in option_names))
+
+    return merge
+
+
+weights_average = _task_arithmetic_family(_peft("task_arithmetic"))
+ties = _task_arithmetic_family(_peft("ties", "density", "majority_sign_method"))
+dare_linear = _task_arithmetic_family(_peft("dare_linear", "density"))
+dare_ties = _task_arithmetic_family(_peft("dare_ties", "density", "majority_sign_method"))
+magnitude_prune = _task_arithmetic_family(_peft("magnitude_prune", "density"))
