@@ -131,6 +131,14 @@ def test_cli_evaluate_and_compare(files, tiny_model_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "t.json").read_text())["rows"][0]["p_value"] == pytest.approx(2 / 256)
 
 
+def test_cli_judges_prints_each_judges_test_accuracy(capsys):
+    assert main(["judges", "topic", "--no-progress", *CAPS]) == 0
+    out = capsys.readouterr().out
+    for name in ("minilm-logreg", "tfidf-logreg", "counts-nb", "majority vote"):
+        assert name in out
+    assert "bbc 0.9" in out and "(n=202)" in out
+
+
 @pytest.mark.parametrize("content,target,message", [
     ("", "sentiment=positive", "is empty"),
     ('{"prompt": "a"}\n', "sentiment=positive", "lacks the field(s) text"),

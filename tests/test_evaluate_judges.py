@@ -17,9 +17,11 @@ from loracompose.evaluate.panel import JudgeSettings, judge_panel
 # of `loracompose judges` for the default caps, which score higher).
 TEST_SETTINGS = JudgeSettings(embed_per_label=80, ngram_per_label=1500, test_per_label=100)
 
+# Measured at these caps (seeded, so the same every run): RT minilm 0.680, tfidf 0.765, vader 0.585
+# (undecided counts as wrong), vote 0.760; BBC minilm 0.955, tfidf 0.960, counts-nb 0.946, vote 0.970.
 MINIMUM = {
-    ("sentiment", "rotten_tomatoes"): {"minilm-logreg": 0.65, "tfidf-logreg": 0.70, "vader": 0.58},
-    ("topic", "bbc"): {"minilm-logreg": 0.90, "tfidf-logreg": 0.90, "counts-nb": 0.90},
+    ("sentiment", "rotten_tomatoes"): {"minilm-logreg": 0.65, "tfidf-logreg": 0.75, "vader": 0.55, "vote": 0.75},
+    ("topic", "bbc"): {"minilm-logreg": 0.90, "tfidf-logreg": 0.90, "counts-nb": 0.90, "vote": 0.90},
 }
 
 
@@ -160,3 +162,15 @@ def test_an_undecided_judge_splits_its_vote_and_never_hits():
     assert verdicts.votes().tolist() == [0]  # votes 1.5 : 1.5, mean P = 0.533 : 0.467
     assert verdicts.judge_hits("negative")["vader"].tolist() == [False]
     assert verdicts.judge_hits("positive")["vader"].tolist() == [False]
+
+
+def test_the_cache_key_follows_settings_and_data():
+    from loracompose.evaluate.attributes import ATTRIBUTES
+    from loracompose.evaluate.panel import _panel_key
+
+    spec, data = ATTRIBUTES["sentiment"], {"rotten_tomatoes": "aa", "imdb": "bb", "tweets": "cc"}
+    key = _panel_key(spec, TEST_SETTINGS, data)
+    assert key == _panel_key(spec, JudgeSettings(embed_per_label=80, ngram_per_label=1500, test_per_label=100), data)
+    assert key != _panel_key(spec, JudgeSettings(embed_per_label=81, ngram_per_label=1500, test_per_label=100), data)
+    assert key != _panel_key(spec, TEST_SETTINGS, {**data, "imdb": "changed"})
+    assert key != _panel_key(ATTRIBUTES["topic"], TEST_SETTINGS, data)

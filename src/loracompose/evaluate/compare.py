@@ -63,8 +63,9 @@ def _check_comparable(base: dict, other: dict, name: str, base_name: str) -> Non
             f"'{name}' was evaluated for targets {other['targets']}, '{base_name}' for {base['targets']}; "
             "evaluate both with the same --target")
     for attribute in base["targets"]:
-        a = base["attributes"][attribute].get("judge_panel")
-        b = other["attributes"][attribute].get("judge_panel")
+        # The panel directory's name is <attribute>-<hash of settings and data>: equal names, equal judges.
+        a = Path(base["attributes"][attribute].get("judge_panel") or "").name
+        b = Path(other["attributes"][attribute].get("judge_panel") or "").name
         names_a = [j["name"] for j in base["attributes"][attribute]["judges"]]
         names_b = [j["name"] for j in other["attributes"][attribute]["judges"]]
         if a != b or names_a != names_b:

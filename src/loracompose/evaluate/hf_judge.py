@@ -29,10 +29,10 @@ from loracompose.evaluate.attributes import ATTRIBUTES
 from loracompose.evaluate.judges import first_words
 
 MAPPING_FILE = "loracompose-judge.json"
+_BUILTIN_LABELS = "; ".join(f"{a.name}: {', '.join(a.labels)}" for a in ATTRIBUTES.values())
 _MAPPING_HELP = (
     f'add {MAPPING_FILE} with {{"attribute": "sentiment", "labels": {{"LABEL_0": "negative", "LABEL_1": "positive"}}}}, '
-    "or give config.json an id2label whose names are an attribute's labels "
-    f"({'; '.join(f'{a.name}: {chr(44).join(a.labels)}' for a in ATTRIBUTES.values())})"
+    f"or give config.json an id2label whose names are an attribute's labels ({_BUILTIN_LABELS})"
 )
 
 
