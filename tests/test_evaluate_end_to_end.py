@@ -153,3 +153,9 @@ def test_cli_bad_input_exits_non_zero_with_one_message_and_writes_nothing(tmp_pa
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_bad_reference_model_fails_before_any_judging(files, tmp_path, capsys):
+    code = main(["evaluate", str(files[0]), "--target", "sentiment=positive", "--reference", str(tmp_path / "none-here"),
+                 "--out", str(tmp_path / "m.json"), *CAPS])
+    assert code == 2 and "unknown model" in capsys.readouterr().err and not (tmp_path / "m.json").exists()

@@ -181,3 +181,21 @@ def test_holm_known_answers():
     assert holm([]) == []
     with pytest.raises(LoraComposeError, match=r"\[0, 1\]"):
         holm([1.5])
+
+
+def test_cluster_bootstrap_resamples_whole_prompts():
+    rng = np.random.default_rng(5)
+    a, b = (rng.random(40) < 0.5).astype(float), (rng.random(40) < 0.7).astype(float)
+    prompts = [f"p{i}" for i in range(40)]
+    # One sample per prompt: the cluster bootstrap is the plain paired bootstrap (same draws).
+    assert paired_bootstrap(a, b, seed=2, groups=prompts) == paired_bootstrap(a, b, seed=2)
+    # Three identical samples per prompt carry no more information than one: same interval as the
+    # one-per-prompt data, while treating them as independent pairs would narrow it (too optimistic).
+    tripled = dict(a_scores=np.repeat(a, 3), b_scores=np.repeat(b, 3))
+    clustered = paired_bootstrap(**tripled, seed=2, groups=np.repeat(prompts, 3))
+    single = paired_bootstrap(a, b, seed=2)
+    assert (clustered.low, clustered.high) == pytest.approx((single.low, single.high))
+    naive = paired_bootstrap(**tripled, seed=2)
+    assert naive.high - naive.low < 0.75 * (clustered.high - clustered.low)
+    with pytest.raises(LoraComposeError, match="label every score"):
+        bootstrap_mean([1.0, 0.0], groups=["p"])

@@ -8,6 +8,8 @@ several targets) the table gives
     Δ hard accuracy   with a paired bootstrap interval and the exact McNemar p-value
     Δ soft accuracy   with a paired bootstrap interval
 
+(the bootstrap resamples prompts, each with all its paired samples and seeds)
+
 and the McNemar p-values of the whole table form one family, adjusted by
 Holm–Bonferroni. Perplexity and distinct-2 are listed beside them (computed on
 each whole file, without a test). Both files must have been judged by the same
@@ -104,6 +106,7 @@ def compare(base_path: str | Path, other_paths: list[str | Path], *, resamples: 
         other, name = read_metrics(path), str(path)
         _check_comparable(base, other, name, str(base_path))
         a_samples, b_samples = _paired(base, other, name, str(base_path))
+        prompts = [s["prompt"] for s in a_samples]
         targets = list(base["targets"])
         hit_sets = {f"{a}={base['targets'][a]}": [a] for a in targets}
         if len(targets) > 1:
@@ -111,13 +114,13 @@ def compare(base_path: str | Path, other_paths: list[str | Path], *, resamples: 
         for label, attributes in hit_sets.items():
             a = np.array([all(s["hits"][t] for t in attributes) for s in a_samples])
             b = np.array([all(s["hits"][t] for t in attributes) for s in b_samples])
-            ci = paired_bootstrap(a, b, resamples=resamples, confidence=confidence, seed=seed)
+            ci = paired_bootstrap(a, b, resamples=resamples, confidence=confidence, seed=seed, groups=prompts)
             rows.append(Row(name, f"{label} hard", float(a.mean()), float(b.mean()), ci.estimate,
                             [ci.low, ci.high], mcnemar_exact(a, b).p_value, pairs=len(a)))
         for attribute in targets:
             a = np.array([s["soft"][attribute] for s in a_samples])
             b = np.array([s["soft"][attribute] for s in b_samples])
-            ci = paired_bootstrap(a, b, resamples=resamples, confidence=confidence, seed=seed)
+            ci = paired_bootstrap(a, b, resamples=resamples, confidence=confidence, seed=seed, groups=prompts)
             rows.append(Row(name, f"{attribute}={base['targets'][attribute]} soft", float(a.mean()),
                             float(b.mean()), ci.estimate, [ci.low, ci.high], pairs=len(a)))
         for metric, keys in (("perplexity", ("fluency", "perplexity")), ("distinct-2", ("diversity", "distinct_2"))):

@@ -4,7 +4,7 @@ For each targeted attribute the panel of judges (three built-in kinds plus any
 user judges) gives
     hard accuracy = mean over texts of [majority vote == target]
     soft accuracy = mean over texts of the judges' mean P(target | text)
-each with a seeded bootstrap interval, beside every judge's own hit rate and
+each with a seeded bootstrap interval that resamples prompts, beside every judge's own hit rate and
 its measured test accuracy. With several targets, the joint hard accuracy
 counts texts whose every attribute vote hits.
 
@@ -60,8 +60,10 @@ class EvalOptions:
             raise LoraComposeError(f"unknown judge input '{self.judge_input}'; accepted: {', '.join(JUDGE_INPUTS)}")
 
 
-def _interval(scores, options: EvalOptions) -> dict:
-    ci = bootstrap_mean(scores, resamples=options.resamples, confidence=options.confidence, seed=options.seed)
+def _interval(scores, prompts: list[str], options: EvalOptions) -> dict:
+    """Mean with a bootstrap interval that resamples prompts (their samples are correlated)."""
+    ci = bootstrap_mean(scores, resamples=options.resamples, confidence=options.confidence, seed=options.seed,
+                        groups=prompts)
     return {"value": ci.estimate, "ci": [ci.low, ci.high], "n": int(len(scores))}
 
 
@@ -84,7 +86,7 @@ def _panels(targets: dict[str, str], user_judges: list, options: EvalOptions) ->
     return panels
 
 
-def _judge_attribute(panel: JudgePanel, target: str, texts: list[str], options: EvalOptions):
+def _judge_attribute(panel: JudgePanel, target: str, texts: list[str], prompts: list[str], options: EvalOptions):
     probabilities = []
     for judge in panel.judges:
         if hasattr(judge, "progress"):
@@ -99,18 +101,15 @@ def _judge_attribute(panel: JudgePanel, target: str, texts: list[str], options: 
                        "test_accuracy": panel.accuracy.get(judge.name, {}),
                        "headline_test_accuracy": panel.headline(judge.name), "headline_dataset": panel.primary})
     user_judges = any(j.describe()["kind"] == "hf" for j in panel.judges)
-    summary = {"target": target, "labels": panel.labels, "hard_accuracy": _interval(hard, options),
-               "soft_accuracy": _interval(soft, options), "judges": judges,
+    summary = {"target": target, "labels": panel.labels, "hard_accuracy": _interval(hard, prompts, options),
+               "soft_accuracy": _interval(soft, prompts, options), "judges": judges,
                # The built-in judges' majority vote on the test splits (user judges not included).
                "vote_test_accuracy": panel.accuracy.get(VOTE, {}), "vote_includes_user_judges": user_judges,
                "judge_panel": panel.provenance.get("directory")}
     return summary, hard, soft
 
 
-def _fluency(records, options: EvalOptions) -> tuple[dict, np.ndarray, np.ndarray]:
-    from loracompose.models import load_base
-
-    base = load_base(options.reference, quantize=None)
+def _fluency(records, base, options: EvalOptions) -> tuple[dict, np.ndarray, np.ndarray]:
     start = time.perf_counter()
     nll, tokens = continuation_nll(base.model, base.tokenizer, [r.prompt for r in records],
                                    [r.text for r in records], batch_size=options.batch_size, progress=options.progress)
@@ -119,10 +118,11 @@ def _fluency(records, options: EvalOptions) -> tuple[dict, np.ndarray, np.ndarra
     ci = None
     scored = tokens > 0
     if value is not None and scored.sum() > 1:
-        # Ratio bootstrap: resample texts, PPL* = exp(mean NLL* / mean T*) with the same indices for both.
-        rng_seed = options.seed
-        mean_nll = resampled_means(nll, resamples=options.resamples, seed=rng_seed)
-        mean_tok = resampled_means(tokens, resamples=options.resamples, seed=rng_seed)
+        # Ratio bootstrap over prompts: PPL* = exp(ΣNLL* / ΣT*); the same seed and groups draw the
+        # same prompts for both sums.
+        prompts = [r.prompt for r in records]
+        mean_nll = resampled_means(nll, resamples=options.resamples, seed=options.seed, groups=prompts)
+        mean_tok = resampled_means(tokens, resamples=options.resamples, seed=options.seed, groups=prompts)
         ppl = np.exp(mean_nll / np.maximum(mean_tok, 1e-12))
         alpha = 1 - options.confidence
         ci = [float(x) for x in np.quantile(ppl, [alpha / 2, 1 - alpha / 2])]
@@ -156,14 +156,20 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
         targets = parse_targets(targets, known)
     else:
         parse_targets(",".join(f"{a}={label}" for a, label in targets.items()), known)
+    reference = None
+    if options.reference:  # loaded before the judges run, so a bad spec fails at once
+        from loracompose.models import load_base
+
+        reference = load_base(options.reference, quantize=None)
     panels = _panels(targets, user_judges, options)
 
     texts = [r.prompt + r.text if options.judge_input == "full" else r.text for r in records]
+    prompts = [r.prompt for r in records]
     attributes, hard, soft = {}, {}, {}
     start = time.perf_counter()
     for attribute, target in targets.items():
         attributes[attribute], hard[attribute], soft[attribute] = _judge_attribute(
-            panels[attribute], target, texts, options)
+            panels[attribute], target, texts, prompts, options)
     judge_seconds = time.perf_counter() - start
     joint = np.all(np.stack([hard[a] for a in targets]), axis=0)
 
@@ -174,11 +180,11 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
                         "system": json.loads(system_of(records[0].extra))},
         "targets": targets,
         "attributes": attributes,
-        "joint_hard_accuracy": _interval(joint, options) if len(targets) > 1 else None,
+        "joint_hard_accuracy": _interval(joint, prompts, options) if len(targets) > 1 else None,
     }
     nll = tokens = None
-    if options.reference:
-        metrics["fluency"], nll, tokens = _fluency(records, options)
+    if reference is not None:
+        metrics["fluency"], nll, tokens = _fluency(records, reference, options)
     else:
         metrics["fluency"] = None
     metrics["diversity"] = diversity([r.prompt for r in records], [r.text for r in records]).as_dict()

@@ -13,8 +13,12 @@ Paired bootstrap of a difference of means. With per-sample scores a_i, b_i
 (hits 0/1 or target probabilities), resample the n pairs with replacement R
 times, take d* = mean(b*) − mean(a*) each time, and report the percentile
 interval [q_{α/2}, q_{1−α/2}] of d*. Pairs are resampled as units, so what
-the two systems share (the prompt, the seed) cancels. Samples of one prompt are
-treated as independent pairs.
+the two systems share (the prompt, the seed) cancels. With `groups` (evaluate
+and compare pass the prompt) whole groups are resampled instead — a cluster
+bootstrap: continuations of one prompt are correlated, and resampling them as
+if independent would make the interval too narrow. The resampled statistic is
+then Σ_{g drawn} Σ_{i∈g} d_i / Σ_{g drawn} |g|. (McNemar's test still treats
+the pairs as independent.)
 
 Holm–Bonferroni over a family of m tests. Sort the p-values ascending
 p_(1) ≤ … ≤ p_(m); the adjusted values are
@@ -67,15 +71,26 @@ class BootstrapInterval:
     seed: int
 
 
-def resampled_means(values, *, resamples: int, seed: int) -> np.ndarray:
-    """Means of `resamples` seeded bootstrap resamples of `values` (with replacement)."""
+def resampled_means(values, *, resamples: int, seed: int, groups=None) -> np.ndarray:
+    """Means of `resamples` seeded bootstrap resamples of `values` (with replacement).
+
+    With `groups` (one label per value) whole groups are drawn: each resample
+    takes G groups out of the G present and averages every value in them.
+    """
     values = np.asarray(values, dtype=float)
+    if groups is None:
+        sums, counts = values, np.ones_like(values)
+    else:
+        first_seen: dict = {}
+        codes = np.array([first_seen.setdefault(str(g), len(first_seen)) for g in groups])  # in order of appearance
+        sums, counts = np.bincount(codes, weights=values), np.bincount(codes).astype(float)
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
-    chunk = max(1, 2_000_000 // values.size)  # bounded memory: at most ~2M indices at a time
+    chunk = max(1, 2_000_000 // sums.size)  # bounded memory: at most ~2M indices at a time
     for start in range(0, resamples, chunk):
         stop = min(resamples, start + chunk)
-        means[start:stop] = values[rng.integers(0, values.size, size=(stop - start, values.size))].mean(axis=1)
+        idx = rng.integers(0, sums.size, size=(stop - start, sums.size))
+        means[start:stop] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     return means
 
 
@@ -87,22 +102,32 @@ def _interval(estimate: float, means: np.ndarray, confidence: float, seed: int) 
     return BootstrapInterval(float(estimate), float(low), float(high), confidence, means.size, seed)
 
 
-def bootstrap_mean(scores, *, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> BootstrapInterval:
-    """Percentile interval of the mean of one system's per-sample scores."""
+def bootstrap_mean(scores, *, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+                   groups=None) -> BootstrapInterval:
+    """Percentile interval of the mean of one system's per-sample scores (groups: cluster bootstrap)."""
     x = np.asarray(scores, dtype=float)
     if x.ndim != 1 or x.size == 0:
         raise LoraComposeError("the bootstrap needs a non-empty list of scores")
-    return _interval(x.mean(), resampled_means(x, resamples=resamples, seed=seed), confidence, seed)
+    _check_groups(groups, x.size)
+    return _interval(x.mean(), resampled_means(x, resamples=resamples, seed=seed, groups=groups), confidence, seed)
 
 
 def paired_bootstrap(a_scores, b_scores, *, resamples: int = 10_000, confidence: float = 0.95,
-                     seed: int = 0) -> BootstrapInterval:
-    """Percentile interval of mean(b) − mean(a), resampling the pairs (seeded, reproducible)."""
+                     seed: int = 0, groups=None) -> BootstrapInterval:
+    """Percentile interval of mean(b) − mean(a), resampling the pairs, or with `groups` whole
+    groups of pairs (seeded, reproducible)."""
     a, b = np.asarray(a_scores, dtype=float), np.asarray(b_scores, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise LoraComposeError(f"the bootstrap needs two equally long, non-empty score lists, got {a.shape} and {b.shape}")
+    _check_groups(groups, a.size)
     diff = b - a
-    return _interval(diff.mean(), resampled_means(diff, resamples=resamples, seed=seed), confidence, seed)
+    return _interval(diff.mean(), resampled_means(diff, resamples=resamples, seed=seed, groups=groups),
+                     confidence, seed)
+
+
+def _check_groups(groups, n: int) -> None:
+    if groups is not None and len(groups) != n:
+        raise LoraComposeError(f"bootstrap groups must label every score: {len(groups)} labels for {n} scores")
 
 
 def holm(p_values) -> list[float]:
