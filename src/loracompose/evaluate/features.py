@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import logging
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -48,6 +49,7 @@ def minilm_version() -> str | None:
 def _minilm():
     from sentence_transformers import SentenceTransformer
 
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # its INFO line says only "loading"
     model = SentenceTransformer(str(minilm_dir()), device="cpu", local_files_only=True)
     model.max_seq_length = MINILM_MAX_TOKENS
     return model
