@@ -144,3 +144,14 @@ def test_learn_weights_finds_the_module_that_wrote_the_examples(steerer):
     assert result["loss_end"] < result["loss_start"]
     with pytest.raises(LoraComposeError, match="at least 8 example texts, got 3"):
         learn_weights(steerer.model, steerer.tokenizer, steerer.bank, ["a", "b", "c"])
+
+
+def test_continuation_keeps_the_space_after_the_prompt(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    from loracompose.decoding import _continuation
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    prompt = torch.tensor(tok("The movie", add_special_tokens=False)["input_ids"])
+    new = torch.tensor(tok(" was great", add_special_tokens=False)["input_ids"])
+    assert _continuation(tok, prompt, new) == " was great"

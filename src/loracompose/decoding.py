@@ -105,4 +105,19 @@ def sample(composed, tokenizer, prompts: list[str], seeds: list[int], config: Sa
             positions = positions[:, -1:] + 1
             out = model(input_ids=step, attention_mask=mask, position_ids=positions, cache=out.cache,
                         use_cache=True)
-    return tokenizer.batch_decode(generated, skip_special_tokens=True)
+    prompts_ids = [row[m.bool()] for row, m in zip(batch["input_ids"], batch["attention_mask"])]
+    return [_continuation(tokenizer, p, g) for p, g in zip(prompts_ids, generated)]
+
+
+def _continuation(tokenizer, prompt_ids: torch.Tensor, generated: torch.Tensor) -> str:
+    """The continuation's text as it reads after the prompt.
+
+    Decoding the new tokens alone drops the space that starts them ("The movie" +
+    "was"), because tokenizers strip a leading space at the start of a decode;
+    so decode prompt + continuation and remove the decoded prompt.
+    """
+    prefix = tokenizer.decode(prompt_ids, skip_special_tokens=True)
+    full = tokenizer.decode(torch.cat([prompt_ids, generated]), skip_special_tokens=True)
+    if full.startswith(prefix):
+        return full[len(prefix):]
+    return tokenizer.decode(generated, skip_special_tokens=True)

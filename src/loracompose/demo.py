@@ -1,7 +1,9 @@
-"""The end-to-end demo: train a positive and a negative module on IMDb, then generate.
+"""The end-to-end demo: train three modules, then generate under single modules and a composition.
 
-On 2 CPU cores it takes about 10 minutes the first time (two QLoRA modules on the
-packaged SmolLM2-135M) and about a minute on later runs, which reuse the modules.
+Modules: positive and negative (IMDb) and sport (BBC), each a 60-step QLoRA run on
+the packaged SmolLM2-135M. Conditions: the base, each module alone, and
+positive + sport composed by output-sum. On 2 CPU cores the first run takes about
+15 minutes; later runs reuse the modules and take about a minute.
 """
 
 from __future__ import annotations
@@ -18,27 +20,30 @@ from loracompose.train import TrainConfig, train_module
 log = logging.getLogger(__name__)
 
 MODEL = "smollm2-135m"
-PROMPTS = ["The movie", "I watched this film", "The acting was", "This is a story about",
-           "The director", "My wife and I", "The ending", "Honestly,"]
-LABELS = ("positive", "negative")
+PROMPTS = ["Once upon a time", "The book", "The city", "The country", "The movie", "The painting", "The road",
+           "The year is 1910."]  # 8 of the 15 PPLM prompts
+MODULES = {"positive@imdb": ("positive", "imdb"), "negative@imdb": ("negative", "imdb"),
+           "sport@bbc": ("sport", "bbc")}
+CONDITIONS = {"base": {}, "positive": {"positive@imdb": 1.0}, "negative": {"negative@imdb": 1.0},
+              "sport": {"sport@bbc": 1.0}, "positive + sport": {"positive@imdb": 1.0, "sport@bbc": 1.0}}
 DEFAULT_STEPS = 60
 
 
-def demo_config(label: str, steps: int) -> TrainConfig:
+def demo_config(label: str, dataset: str, steps: int) -> TrainConfig:
     # A short run: a higher learning rate than the 2e-4 default so 60 steps move the model.
-    return TrainConfig(model=MODEL, datasets=["imdb"], label=label, steps=steps, learning_rate=1e-3,
+    return TrainConfig(model=MODEL, datasets=[dataset], label=label, steps=steps, learning_rate=1e-3,
                        warmup_steps=5, eval_every=20, save_every=30)
 
 
-def _ensure_module(label: str, out: Path, steps: int, retrain: bool) -> Path:
-    config = demo_config(label, steps)
+def _ensure_module(label: str, dataset: str, out: Path, steps: int, retrain: bool) -> Path:
+    config = demo_config(label, dataset, steps)
     meta_file = out / METADATA_FILE
     if meta_file.exists() and not retrain:
         recorded = json.loads(meta_file.read_text())["training"]["settings"]
         if recorded == config.settings():
             log.info("reusing %s (trained earlier with the same settings; --retrain to train again)", out)
             return out
-    log.info("training %s@imdb on %s: %d steps", label, MODEL, steps)
+    log.info("training %s on %s: %d steps", out.name, MODEL, steps)
     resume = (out.with_name(out.name + ".training") / "run.json").exists()
     try:
         train_module(config, out, overwrite=True, resume=resume)
@@ -50,18 +55,15 @@ def _ensure_module(label: str, out: Path, steps: int, retrain: bool) -> Path:
     return out
 
 
-CONDITIONS = {"base": {}, "positive": {"positive@imdb": 1.0}, "negative": {"negative@imdb": 1.0}}
-
-
 def run_demo(out: Path, steps: int | None = None, retrain: bool = False, samples: int = 4) -> list[dict]:
-    """Train (or reuse) both modules, generate from base / positive / negative, print and save."""
+    """Train (or reuse) the modules, generate under each condition, print and save."""
     from loracompose.compose.bank import ModuleBank
     from loracompose.generate import Steerer
     from loracompose.models import load_base
 
     steps = steps or DEFAULT_STEPS
-    paths = {f"{label}@imdb": _ensure_module(label, out / "modules" / f"{label}@imdb", steps, retrain)
-             for label in LABELS}
+    paths = {name: _ensure_module(label, dataset, out / "modules" / name, steps, retrain)
+             for name, (label, dataset) in MODULES.items()}
 
     # Generation uses the dense base: the modules were trained on its NF4 copy, but
     # re-quantised SmolLM2 writes noticeably more repetitive text (STACK-NOTES).
