@@ -88,4 +88,5 @@ def _print_examples(records: list[dict], per_condition: int = 4) -> None:
         print(f"\n=== {condition} ===")
         shown = [r for r in records if r["condition"] == condition and r["sample"] == 0][:per_condition]
         for r in shown:
-            print(f"- {r['prompt']}{' '.join(r['text'].split())}")
+            space = " " if r["text"][:1].isspace() else ""
+            print(f"- {r['prompt']}{space}{' '.join(r['text'].split())}")
