@@ -55,3 +55,15 @@ def test_packed_loss_equals_sum_of_separate_documents(tiny_model_dir, attn):
     leaked = torch.nn.functional.cross_entropy(plain[0, :-1], batch["labels"][0, 1:], reduction="sum",
                                                ignore_index=IGNORE_INDEX)
     assert abs(leaked.item() - separate.item()) > 1e-3
+
+
+def test_chunking_long_texts_uses_all_of_them(smollm2_dir):
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    text = " ".join(f"word{i}" for i in range(60))
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    pieces = tokenize_documents(tok, [text], max_tokens=16, long_texts="chunk")
+    # every token once, in order (a lone trailing EOS piece would carry no loss and is dropped)
+    assert sum(pieces, []) in (ids, ids[:-1]) and all(len(p) <= 16 for p in pieces)
+    assert len(pieces) == -(-len(ids) // 16) or len(ids) % 16 == 1
+    with pytest.raises(ValueError, match="'cut' or 'chunk'"):
+        tokenize_documents(tok, [text], max_tokens=16, long_texts="all")

@@ -27,11 +27,24 @@ import torch
 IGNORE_INDEX = -100
 
 
-def tokenize_documents(tokenizer, texts: list[str], max_tokens: int) -> list[list[int]]:
-    """Token ids per text, cut to `max_tokens`; a text that ends within it gets EOS."""
-    encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_tokens)["input_ids"]
+def tokenize_documents(tokenizer, texts: list[str], max_tokens: int, long_texts: str = "cut") -> list[list[int]]:
+    """Token ids per text, each piece at most `max_tokens`; a text's last piece gets EOS.
+
+    long_texts="cut" keeps the first `max_tokens` tokens of a longer text (its
+    opening); "chunk" splits it into consecutive pieces of `max_tokens`, so all of
+    it is trained on (each piece then starts mid-text, at position 0).
+    """
+    if long_texts not in ("cut", "chunk"):
+        raise ValueError(f"long_texts must be 'cut' or 'chunk', got {long_texts!r}")
     eos = tokenizer.eos_token_id
-    return [ids + [eos] if len(ids) < max_tokens else ids for ids in encoded if ids]
+    if long_texts == "cut":
+        encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_tokens)["input_ids"]
+        return [ids + [eos] if len(ids) < max_tokens else ids for ids in encoded if ids]
+    pieces = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids = ids + [eos]
+        pieces += [ids[start : start + max_tokens] for start in range(0, len(ids), max_tokens)]
+    return [p for p in pieces if len(p) > 1]
 
 
 def pack_documents(documents: list[list[int]], seq_len: int, pad_id: int) -> list[dict[str, list[int]]]:

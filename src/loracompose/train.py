@@ -52,7 +52,8 @@ class TrainConfig:
     learning_rate: float = 2e-4
     steps: int = 200  # optimiser steps
     batch_size: int = 8  # packed rows per step
-    seq_len: int = 64  # tokens per packed row; longer texts are cut to their first seq_len tokens
+    seq_len: int = 64  # tokens per packed row
+    long_texts: str = "cut"  # texts longer than seq_len: "cut" (keep the opening) or "chunk" (use all of it)
     warmup_steps: int = 10
     weight_decay: float = 0.0
     seed: int = 42
@@ -76,6 +77,8 @@ class TrainConfig:
                 raise LoraComposeError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.quantize not in ("nf4", None):
             raise LoraComposeError(f"unknown quantize '{self.quantize}'; accepted: nf4, none")
+        if self.long_texts not in ("cut", "chunk"):
+            raise LoraComposeError(f"unknown long-texts '{self.long_texts}'; accepted: cut, chunk")
         if not 0 <= self.dropout < 1:
             raise LoraComposeError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.datasets:
@@ -133,8 +136,8 @@ def collect_texts(config: TrainConfig) -> TrainingTexts:
 def pack_rows(texts: TrainingTexts, tokenizer, config: TrainConfig) -> tuple[list[dict], list[dict]]:
     """Tokenize and pack; train rows are marked so the collator counts their tokens."""
     def pack(items):
-        return pack_documents(tokenize_documents(tokenizer, items, config.seq_len), config.seq_len,
-                              tokenizer.pad_token_id)
+        return pack_documents(tokenize_documents(tokenizer, items, config.seq_len, config.long_texts),
+                              config.seq_len, tokenizer.pad_token_id)
 
     train_rows = [{**row, "train": True} for row in pack(texts.train)]
     return train_rows, pack(texts.validation)[: config.eval_rows]
