@@ -77,5 +77,11 @@ def test_composition_errors_on_the_command_line(tiny_model_dir, module_dir, tmp_
     assert code == 2 and "all modules need the same rank" in err and not (tmp_path / "avg").exists()
     code, _, err = run(capsys, *base[:-4], "--compose", "pos=1", "--prompts", "missing.txt")
     assert code == 2 and "prompt set 'missing.txt' is neither 'pplm' nor an existing file" in err
+    code, _, err = run(capsys, *base, "--compose", "pos=1", "--seeds", "1,two")
+    assert code == 2 and "--seeds '1,two' must be whole numbers" in err
+    code, _, err = run(capsys, *base, "--top-p", "1.5")
+    assert code == 2 and "top-p must be in (0, 1]" in err
+    code, _, err = run(capsys, *base, "--samples", "0")
+    assert code == 2 and "--samples >= 1" in err
     code, out, _ = run(capsys, "modules", module_dir)
     assert code == 0 and "pos" in out and "rank=8" in out

@@ -56,7 +56,10 @@ def cmd_generate(args) -> None:
 
     composition = parse_composition(args.compose) if args.compose else {}
     prompts = args.prompt or load_prompts(args.prompts)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise LoraComposeError(f"--seeds '{args.seeds}' must be whole numbers, comma-separated (e.g. 789,3443)") from None
     steerer, _ = _load_steerer(args, list(composition))
     records = steerer.generate(prompts, composition, args.method, seeds, args.samples, _sampling(args),
                                args.template, _merge_options(args), progress=True)

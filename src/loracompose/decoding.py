@@ -32,6 +32,15 @@ class SamplingConfig:
     temperature: float = 1.0
     batch_size: int = 16  # sequences per forward (times the members for logit-sum)
 
+    def __post_init__(self):
+        from loracompose.errors import LoraComposeError
+
+        if self.max_new_tokens < 1 or self.batch_size < 1 or self.top_k < 0:
+            raise LoraComposeError("max-new-tokens and batch-size must be at least 1, top-k at least 0 (0 = off)")
+        if not 0 < self.top_p <= 1 or not self.temperature > 0:
+            raise LoraComposeError(f"top-p must be in (0, 1] and temperature > 0; got top-p {self.top_p}, "
+                                   f"temperature {self.temperature}")
+
 
 def row_seed(seed: int, sample: int) -> int:
     """The generator seed of sample `sample` under run seed `seed` (64-bit, stable everywhere)."""

@@ -125,6 +125,8 @@ class Steerer:
     def generate(self, prompts: list[str], composition: dict[str, float], method: str = "output-sum",
                  seeds: list[int] = (0,), samples: int = 1, sampling: SamplingConfig = SamplingConfig(),
                  template: str = "plain", options: MergeOptions = MergeOptions(), progress: bool = False) -> list[dict]:
+        if samples < 1 or not seeds or not prompts:
+            raise LoraComposeError("generation needs at least one prompt, one seed and --samples >= 1")
         for name in composition:
             if name != BASE_MEMBER:
                 self.bank.index(name)  # unknown names fail before any work
