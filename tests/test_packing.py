@@ -67,3 +67,19 @@ def test_chunking_long_texts_uses_all_of_them(smollm2_dir):
     assert len(pieces) == -(-len(ids) // 16) or len(ids) % 16 == 1
     with pytest.raises(ValueError, match="'cut' or 'chunk'"):
         tokenize_documents(tok, [text], max_tokens=16, long_texts="all")
+
+
+class BosTokenizer:
+    """Adds BOS=1 by default, like Gemma's and Llama's tokenizers; EOS=2; one id per character."""
+
+    eos_token_id = 2
+
+    def __call__(self, texts, truncation=False, max_length=None):
+        ids = [[1] + [ord(c) for c in t] for t in texts]
+        return {"input_ids": [i[:max_length] if truncation else i for i in ids]}
+
+
+def test_documents_keep_the_bos_their_tokenizer_adds():
+    assert tokenize_documents(BosTokenizer(), ["ab"], max_tokens=8) == [[1, 97, 98, 2]]
+    assert tokenize_documents(BosTokenizer(), ["abcdef"], max_tokens=4, long_texts="chunk") == [
+        [1, 97, 98, 99], [100, 101, 102, 2]]

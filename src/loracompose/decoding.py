@@ -81,7 +81,8 @@ def sample(composed, tokenizer, prompts: list[str], seeds: list[int], config: Sa
     device = next(model.parameters()).device
     n_members = 1 if coefficients is None else coefficients.shape[1]
     tokenizer.padding_side = "left"  # decoder-only: continuations start at the same column
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    # Special tokens as the model was trained with (Gemma's BOS; SmolLM2 adds none).
+    batch = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     if coefficients is not None:
         row_weights = members.repeat(len(prompts), 1)  # (B·K, N): member k of sequence b at row b·K + k

@@ -30,6 +30,10 @@ IGNORE_INDEX = -100
 def tokenize_documents(tokenizer, texts: list[str], max_tokens: int, long_texts: str = "cut") -> list[list[int]]:
     """Token ids per text, each piece at most `max_tokens`; a text's last piece gets EOS.
 
+    Special tokens are added as the tokenizer does by default: a model trained
+    with a BOS at the start of every text (Gemma, Llama) gets one here too, and
+    at generation time (SmolLM2's tokenizer adds none).
+
     long_texts="cut" keeps the first `max_tokens` tokens of a longer text (its
     opening); "chunk" splits it into consecutive pieces of `max_tokens`, so all of
     it is trained on (each piece then starts mid-text, at position 0).
@@ -38,11 +42,11 @@ def tokenize_documents(tokenizer, texts: list[str], max_tokens: int, long_texts:
         raise ValueError(f"long_texts must be 'cut' or 'chunk', got {long_texts!r}")
     eos = tokenizer.eos_token_id
     if long_texts == "cut":
-        encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_tokens)["input_ids"]
-        return [ids + [eos] if len(ids) < max_tokens else ids for ids in encoded if ids]
+        encoded = tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
+        return [ids + [eos] if len(ids) < max_tokens and ids[-1] != eos else ids for ids in encoded if ids]
     pieces = []
-    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids = ids + [eos]
+    for ids in tokenizer(texts)["input_ids"]:
+        ids = ids if ids and ids[-1] == eos else ids + [eos]
         pieces += [ids[start : start + max_tokens] for start in range(0, len(ids), max_tokens)]
     return [p for p in pieces if len(p) > 1]
 
