@@ -6,7 +6,8 @@ from peft import PeftModel
 
 from compose_helpers import make_adapter
 from loracompose import LoraComposeError
-from loracompose.compose.bank import ModuleBank, linear_layers
+from loracompose.compose.bank import ModuleBank
+from loracompose.models import linear_layers
 from loracompose.compose.fused import ComposedModel
 from loracompose.compose.merge import merge_composition, merged_module, write_merged
 from loracompose.compose.weight_methods import MergeOptions

@@ -11,7 +11,7 @@ from loracompose.errors import LoraComposeError
 
 def _load_steerer(args, names: list[str] | None):
     """Base model + the named modules (all under --modules when names is None)."""
-    from loracompose.compose.bank import ModuleBank, discover_modules
+    from loracompose.compose.bank import ModuleBank
     from loracompose.generate import BASE_MEMBER, Steerer
     from loracompose.models import load_base
 

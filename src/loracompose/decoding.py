@@ -71,8 +71,7 @@ def sample(composed, tokenizer, prompts: list[str], seeds: list[int], config: Sa
            members: torch.Tensor | None = None) -> list[str]:
     """Continue each prompt once with its own seed; returns the continuations (no prompt).
 
-    composed      a `ComposedModel` (or None-weights plain use: pass an object with
-                  `.model` and `.composition(weights)`)
+    composed      a `ComposedModel` (over an empty bank for the bare base)
     weights       (B, N) output-level composition per sequence, or None for the base
     coefficients  (B, K) logit-sum coefficients per sequence over `members` (K, N),
                   the member rows' composition weights; None for no logit mixing

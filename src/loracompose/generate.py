@@ -16,7 +16,8 @@ import torch
 
 from loracompose import __version__
 from loracompose.compose import get_method, normalized
-from loracompose.compose.bank import ModuleBank, linear_layers
+from loracompose.compose.bank import ModuleBank
+from loracompose.models import linear_layers
 from loracompose.compose.fused import ComposedModel
 from loracompose.compose.merge import merge_composition, merged_module
 from loracompose.compose.weight_methods import MergeOptions

@@ -250,19 +250,19 @@ def _disable_cpu_weight_repacking(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def linear_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """Every linear-like layer (nn.Linear, bitsandbytes Linear4bit, ...) by module name, in model order."""
+    return {name: m for name, m in model.named_modules()
+            if hasattr(m, "in_features") and hasattr(m, "out_features") and hasattr(m, "weight")}
+
+
 def linear_shapes(model: torch.nn.Module) -> dict[str, list[int]]:
     """Every linear layer's [out_features, in_features], by module name.
 
     Read from the module attributes, not the weight, because a 4-bit layer stores
     its weight packed.
     """
-    shapes = {}
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) or (
-            hasattr(module, "in_features") and hasattr(module, "out_features") and hasattr(module, "weight")
-        ):
-            shapes[name] = [int(module.out_features), int(module.in_features)]
-    return shapes
+    return {name: [int(m.out_features), int(m.in_features)] for name, m in linear_layers(model).items()}
 
 
 def fingerprint(model: torch.nn.Module, resolved: ResolvedModel) -> dict:

@@ -17,8 +17,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors import safe_open
-
 from loracompose.errors import LoraComposeError
 
 METADATA_FILE = "loracompose.json"
@@ -83,18 +81,6 @@ def read_module(path: str | Path) -> ModuleInfo:
     meta_file = path / METADATA_FILE
     metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     return ModuleInfo(path, metadata.get("name", path.name), config, metadata)
-
-
-def check_finite(path: str | Path) -> None:
-    """Refuse an adapter whose tensors hold NaN or Inf (read with safetensors only)."""
-    import torch
-
-    weights = Path(path) / ADAPTER_WEIGHTS
-    with safe_open(str(weights), framework="pt") as handle:
-        for key in handle.keys():
-            tensor = handle.get_tensor(key)
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise LoraComposeError(f"module '{path}' has NaN or Inf values in tensor '{key}'")
 
 
 def finite_or_none(value: float | None) -> float | None:

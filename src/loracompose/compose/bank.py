@@ -13,7 +13,6 @@ recorded does not match.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from loracompose.errors import LoraComposeError
-from loracompose.models import fingerprint_differences
+from loracompose.models import fingerprint_differences, linear_layers
 from loracompose.modules import ADAPTER_WEIGHTS, ModuleInfo, is_module, read_module
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<layer>.+)\.lora_(?P<side>[AB])(?:\.[^.]+)?\.weight$")
@@ -57,16 +56,11 @@ class LoadedModule:
         return self.info.name
 
 
-def _pattern_value(patterns: dict, layer: str, default):
-    """PEFT's rank_pattern/alpha_pattern lookup: a key matches a layer name suffix."""
-    for key, value in (patterns or {}).items():
-        if re.match(rf"(.*\.)?({key})$", layer):
-            return value
-    return default
-
-
 def _layer_scale(config: dict, layer: str, rank: int) -> float:
-    alpha = float(_pattern_value(config.get("alpha_pattern"), layer, config["lora_alpha"]))
+    from peft.utils.other import get_pattern_key  # PEFT's own alpha_pattern lookup (a layer-name suffix)
+
+    patterns = config.get("alpha_pattern") or {}
+    alpha = float(patterns.get(get_pattern_key(list(patterns), layer), config["lora_alpha"]))
     return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
 
 
@@ -123,12 +117,6 @@ def _check_against_base(module: LoadedModule, base_layers: dict[str, torch.nn.Mo
             )
 
 
-def linear_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """Every linear-like layer of a bare transformers model, by name (nn.Linear or bnb Linear4bit)."""
-    return {name: m for name, m in model.named_modules()
-            if hasattr(m, "in_features") and hasattr(m, "out_features") and hasattr(m, "weight")}
-
-
 def discover_modules(directory: str | Path) -> dict[str, Path]:
     """Module directories directly under `directory`, by module name."""
     directory = Path(directory)
@@ -176,10 +164,3 @@ class ModuleBank:
 
     def __len__(self) -> int:
         return len(self.modules)
-
-    def describe(self) -> list[dict]:
-        return [{"name": m.name, "path": str(m.info.path), "attribute": m.info.attribute, "label": m.info.label,
-                 "rank": m.info.rank, "alpha": m.info.alpha} for m in self.modules]
-
-    def to_json(self) -> str:
-        return json.dumps(self.describe())

@@ -8,7 +8,6 @@ the adapter has one rank and one alpha (= R, scale 1) that every LoRA server
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -44,7 +43,3 @@ def write_adapter(pairs: dict[str, LoraPair], out: str | Path, *, base_model_nam
         save_file(tensors, str(staging / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         write_metadata(staging, {**metadata, "rank": rank})
     return Path(out)
-
-
-def adapter_config(out: Path) -> dict:
-    return json.loads((Path(out) / "adapter_config.json").read_text())

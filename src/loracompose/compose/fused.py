@@ -26,7 +26,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from loracompose.compose.bank import ModuleBank, linear_layers
+from loracompose.compose.bank import ModuleBank
+from loracompose.models import linear_layers
 from loracompose.errors import LoraComposeError
 
 
