@@ -7,15 +7,19 @@ batch, and (2) logit-sum needs every member's distribution at every step:
     scores_b(x) = Σ_k λ_bk · log p_k(x | prefix_b)          (product of experts)
 
 where member k is the base (all module weights 0) or one module alone. All
-members of all sequences run in one batched forward: B sequences × K members =
-B·K rows, each row with its own composition weights in the fused layers.
-Top-k, top-p and temperature are transformers' own logits warpers.
+members of all sequences run in one batched forward: sequence b with K_b members
+takes K_b rows, Σ_b K_b rows in all, each row with its own composition weights in
+the fused layers. Top-k, top-p and temperature are transformers' own logits warpers.
+
+`Decoder` is the loop in step-wise form (prefill, then one token per `step()`), so
+a server can stream tokens, cancel sequences and batch sequences that differ in
+composition, member count, sampling settings and length; `sample` runs it to the end.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
@@ -65,6 +69,143 @@ def combine_members(logits: torch.Tensor, coefficients: torch.Tensor) -> torch.T
     return (coefficients[:, :, None].to(logp.dtype) * logp).sum(dim=1)
 
 
+@dataclass
+class Sequence:
+    """One continuation to decode, and its progress.
+
+    rows          (K, N) composition weights of its K member rows, or None for one bare-base row
+    coefficients  (K,) logit-sum coefficients over those rows, or None: output level (K = 1,
+                  the row's raw logits are the scores)
+    """
+
+    prompt_ids: list[int]
+    seed: int  # seed of this sequence's own torch.Generator
+    config: SamplingConfig
+    rows: torch.Tensor | None = None
+    coefficients: torch.Tensor | None = None
+    tokens: list[int] = field(default_factory=list)  # sampled so far, EOS excluded
+    finish_reason: str | None = None  # "stop" (EOS), "length" (max_new_tokens), "cancelled"
+
+    @property
+    def members(self) -> int:
+        return 1 if self.rows is None else self.rows.shape[0]
+
+
+class Decoder:
+    """A fixed batch of sequences decoded one token per `step()`, with one KV cache.
+
+    Sequences are grouped by (member count, logit-sum or not, sampling settings):
+    each group's scores and warpers run as one batched op. A batch where all
+    sequences share one group runs exactly the ops of a plain batched loop.
+    """
+
+    def __init__(self, composed, tokenizer, sequences: list[Sequence], last_logits_only: bool = False):
+        self.composed, self.model, self.sequences = composed, composed.model, sequences
+        self.device = next(self.model.parameters()).device
+        self.eos, self.pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        # Prefill logits for the last position only: (rows, T, V) would be large for long prompts.
+        self.last_logits_only = last_logits_only
+        self.counts = torch.tensor([s.members for s in sequences])
+        width = max(len(s.prompt_ids) for s in sequences)
+        # Left padding (decoder-only: continuations start at the same column), member rows repeated.
+        ids = torch.full((len(sequences), width), self.pad, dtype=torch.long)
+        mask = torch.zeros(len(sequences), width, dtype=torch.long)
+        for b, s in enumerate(sequences):
+            ids[b, width - len(s.prompt_ids):] = torch.tensor(s.prompt_ids, dtype=torch.long)
+            mask[b, width - len(s.prompt_ids):] = 1
+        self.ids = ids.repeat_interleave(self.counts, 0).to(self.device)
+        self.mask = mask.repeat_interleave(self.counts, 0).to(self.device)
+        if all(s.rows is None for s in sequences):
+            self.row_weights = None
+        else:
+            n = next(s.rows.shape[1] for s in sequences if s.rows is not None)
+            self.row_weights = torch.cat([torch.zeros(1, n) if s.rows is None else s.rows.float()
+                                          for s in sequences]).to(self.device)  # (Σ K_b, N)
+        self.groups = self._group()
+        self.generators = [torch.Generator(device="cpu").manual_seed(s.seed) for s in sequences]
+        self.generated = torch.empty(len(sequences), 0, dtype=torch.long, device=self.device)
+        self.finished = torch.tensor([s.finish_reason is not None for s in sequences], device=self.device)
+        self.out = None
+        self.positions = None
+
+    def _group(self) -> list[tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, LogitsProcessorList]]:
+        """(sequence indices, their rows, their (B_g, K) coefficients, warpers) per group; indices None = all."""
+        keys: dict[tuple, list[int]] = {}
+        for b, s in enumerate(self.sequences):
+            c = s.config
+            keys.setdefault((s.members, s.coefficients is None, c.top_k, c.top_p, c.temperature), []).append(b)
+        starts = torch.cumsum(self.counts, 0) - self.counts
+        groups = []
+        for members_and_kind, indices in keys.items():
+            first = self.sequences[indices[0]]
+            coefficients = None if first.coefficients is None else torch.stack(
+                [self.sequences[b].coefficients.float() for b in indices]).to(self.device)
+            whole = len(keys) == 1
+            rows = None if whole else torch.cat([torch.arange(starts[b], starts[b] + self.counts[b])
+                                                 for b in indices]).to(self.device)
+            groups.append((None if whole else torch.tensor(indices, device=self.device), rows, coefficients,
+                           _warpers(first.config)))
+        return groups
+
+    @property
+    def done(self) -> bool:
+        return bool(self.finished.all())
+
+    def cancel(self, index: int) -> None:
+        """Stop sequence `index` (a client went away or its deadline passed); its row runs on as padding."""
+        if self.sequences[index].finish_reason is None:
+            self.sequences[index].finish_reason = "cancelled"
+            self.finished[index] = True
+
+    def _forward(self, **inputs):
+        with self.composed.composition(self.row_weights):
+            return self.model(attention_mask=self.mask, position_ids=self.positions, use_cache=True, **inputs)
+
+    @torch.no_grad()
+    def step(self) -> list[int]:
+        """Sample one token for every unfinished sequence; returns the indices that got a token or finished."""
+        if self.done:
+            return []
+        if self.out is None:
+            self.positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+            extra = {"logits_to_keep": 1} if self.last_logits_only else {}
+            self.out = self._forward(input_ids=self.ids, **extra)
+        else:
+            step = self.generated[:, -1].repeat_interleave(self.counts.to(self.device))[:, None]
+            self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+            self.positions = self.positions[:, -1:] + 1
+            self.out = self._forward(input_ids=step, cache=self.out.cache)
+        logits = self.out.logits[:, -1, :]
+        token = torch.empty(len(self.sequences), dtype=torch.long)
+        for indices, rows, coefficients, warpers in self.groups:
+            group_logits = logits if rows is None else logits.index_select(0, rows)
+            scores = combine_members(group_logits, coefficients) if coefficients is not None else group_logits.float()
+            generated = self.generated if indices is None else self.generated.index_select(0, indices)
+            probs = torch.softmax(warpers(generated, scores), dim=-1).cpu()
+            members = range(len(self.sequences)) if indices is None else indices.tolist()
+            # One draw per sequence from its own generator: independent of the batch.
+            for g, b in enumerate(members):
+                token[b] = torch.multinomial(probs[g], 1, generator=self.generators[b])[0]
+        token = token.to(self.device)
+        was_finished = self.finished.clone()
+        token = torch.where(self.finished, torch.full_like(token, self.pad), token)
+        self.generated = torch.cat([self.generated, token[:, None]], dim=1)
+        self.finished |= token == self.eos
+        changed = []
+        for b, s in enumerate(self.sequences):
+            if was_finished[b]:
+                continue
+            if token[b] == self.eos:
+                s.finish_reason = "stop"
+            else:
+                s.tokens.append(int(token[b]))
+                if len(s.tokens) >= s.config.max_new_tokens:
+                    s.finish_reason = "length"
+                    self.finished[b] = True
+            changed.append(b)
+        return changed
+
+
 @torch.no_grad()
 def sample(composed, tokenizer, prompts: list[str], seeds: list[int], config: SamplingConfig,
            weights: torch.Tensor | None = None, coefficients: torch.Tensor | None = None,
@@ -76,46 +217,21 @@ def sample(composed, tokenizer, prompts: list[str], seeds: list[int], config: Sa
     coefficients  (B, K) logit-sum coefficients per sequence over `members` (K, N),
                   the member rows' composition weights; None for no logit mixing
     """
-    model = composed.model
-    device = next(model.parameters()).device
-    n_members = 1 if coefficients is None else coefficients.shape[1]
-    tokenizer.padding_side = "left"  # decoder-only: continuations start at the same column
+    tokenizer.padding_side = "left"
     # Special tokens as the model was trained with (Gemma's BOS; SmolLM2 adds none).
-    batch = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    if coefficients is not None:
-        row_weights = members.repeat(len(prompts), 1)  # (B·K, N): member k of sequence b at row b·K + k
-        ids, mask = ids.repeat_interleave(n_members, 0), mask.repeat_interleave(n_members, 0)
-    else:
-        row_weights = weights
-    generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-    warpers = _warpers(config)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    generated = torch.empty(len(prompts), 0, dtype=torch.long, device=device)
-    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    with composed.composition(row_weights.to(device) if row_weights is not None else None):
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        for _ in range(config.max_new_tokens):
-            logits = out.logits[:, -1, :]
-            scores = combine_members(logits, coefficients.to(device)) if coefficients is not None else logits.float()
-            scores = warpers(generated, scores)
-            probs = torch.softmax(scores, dim=-1).cpu()
-            # One draw per sequence from its own generator: independent of the batch.
-            token = torch.stack([torch.multinomial(probs[b], 1, generator=generators[b])[0]
-                                 for b in range(len(prompts))]).to(device)
-            token = torch.where(finished, torch.full_like(token, pad), token)
-            generated = torch.cat([generated, token[:, None]], dim=1)
-            finished |= token == eos
-            if finished.all():
-                break
-            step = token.repeat_interleave(n_members)[:, None]
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            positions = positions[:, -1:] + 1
-            out = model(input_ids=step, attention_mask=mask, position_ids=positions, cache=out.cache,
-                        use_cache=True)
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
     prompts_ids = [row[m.bool()] for row, m in zip(batch["input_ids"], batch["attention_mask"])]
-    return [_continuation(tokenizer, p, g) for p, g in zip(prompts_ids, generated)]
+    sequences = []
+    for b, (ids, seed) in enumerate(zip(prompts_ids, seeds)):
+        if coefficients is not None:
+            rows, coeff = members, coefficients[b]  # member k of sequence b at row b·K + k
+        else:
+            rows, coeff = (None if weights is None else weights[b : b + 1]), None
+        sequences.append(Sequence(ids.tolist(), seed, config, rows, coeff))
+    decoder = Decoder(composed, tokenizer, sequences)
+    while not decoder.done:
+        decoder.step()
+    return [_continuation(tokenizer, p, g) for p, g in zip(prompts_ids, decoder.generated.cpu())]
 
 
 def _continuation(tokenizer, prompt_ids: torch.Tensor, generated: torch.Tensor) -> str:
@@ -130,3 +246,9 @@ def _continuation(tokenizer, prompt_ids: torch.Tensor, generated: torch.Tensor) 
     if full.startswith(prefix):
         return full[len(prefix):]
     return tokenizer.decode(generated, skip_special_tokens=True)
+
+
+def continuation_text(tokenizer, sequence: Sequence) -> str:
+    """A `Sequence`'s text so far, as `sample` would return it."""
+    return _continuation(tokenizer, torch.tensor(sequence.prompt_ids, dtype=torch.long),
+                         torch.tensor(sequence.tokens, dtype=torch.long))
