@@ -14,6 +14,7 @@ from loracompose import __version__
 from loracompose.cli_compose import register as register_compose
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.cli import register as register_evaluate
+from loracompose.experiments.cli import register as register_experiments
 
 
 def _data_options_args(parser: argparse.ArgumentParser) -> None:
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="train again even if the modules exist")
     demo.set_defaults(func=cmd_demo)
     register_evaluate(sub)
+    register_experiments(sub)
     return parser
 
 

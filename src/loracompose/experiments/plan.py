@@ -1,0 +1,149 @@
+"""A spec → the units of work of its grid, each keyed by the content hash of its inputs.
+
+    TrainUnit    one module (model × label × datasets × training settings)
+    ComposeUnit  one weight merge (weights-average, delta-sum, ties) or one learn-weights search
+    CellUnit     one condition's generation and evaluation for one prompt set and seed
+
+A CellUnit holds two stages (generate, then evaluate) with keys of their own:
+the evaluation key covers the generation key, so a changed generation setting
+reruns both, a changed evaluation setting only the evaluation. Units are plain
+data (picklable), so an executor can ship them to another process or machine.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from loracompose.experiments.cache import content_key
+from loracompose.experiments.prompts import load_prompt_set
+from loracompose.experiments.spec import ExperimentSpec
+from loracompose.experiments.tasksets import ModuleRecipe, cells
+
+WEIGHT_MERGES = ("weights-average", "delta-sum", "ties")
+
+
+@dataclass
+class TrainUnit:
+    key: str
+    model: str
+    recipe: ModuleRecipe
+    train: dict  # TrainConfig fields from the spec
+    deps: tuple[str, ...] = ()
+    kind: str = "train"
+
+    @property
+    def title(self) -> str:
+        return f"train {self.recipe.name} on {self.model}"
+
+
+@dataclass
+class ComposeUnit:
+    key: str
+    model: str
+    method: str  # a weight merge, or "learn-weights"
+    modules: dict[str, str]  # module name → train key (in composition order)
+    recipes: dict[str, ModuleRecipe]  # learn-weights draws example texts from their data
+    settings: dict  # spec.compose (merges) or spec.learn_weights
+    deps: tuple[str, ...] = ()
+    kind: str = "compose"
+
+    @property
+    def title(self) -> str:
+        return f"{self.method} of {' + '.join(self.modules)} on {self.model}"
+
+
+@dataclass
+class CellUnit:
+    key: str  # = the evaluation key
+    generate_key: str
+    model: str
+    experiment: str
+    task: str
+    target: str
+    targets: dict[str, str]
+    condition: str
+    prompt_set: str
+    prompts: list[str]
+    seed: int
+    samples: int
+    method: str | None  # None: the base model alone
+    modules: dict[str, str]  # module name → train key (single, combined, logit-sum, output-sum)
+    compose_key: str | None  # merged module or learned weights
+    generate: dict
+    evaluate: dict
+    deps: tuple[str, ...] = ()
+    kind: str = "cell"
+
+    @property
+    def title(self) -> str:
+        return f"{self.condition} → {self.target} on {self.prompt_set}, seed {self.seed} ({self.model})"
+
+
+@dataclass
+class Plan:
+    trains: list[TrainUnit] = field(default_factory=list)
+    composes: list[ComposeUnit] = field(default_factory=list)
+    cells: list[CellUnit] = field(default_factory=list)
+
+    @property
+    def units(self) -> list:
+        return [*self.trains, *self.composes, *self.cells]
+
+
+@functools.lru_cache(maxsize=None)
+def dataset_hash(name: str) -> str:
+    from loracompose.data import load_attribute_dataset
+
+    return load_attribute_dataset(name).content_hash
+
+
+def train_key(model: str, recipe: ModuleRecipe, train: dict) -> str:
+    return content_key("train", {"model": model, "label": recipe.label, "datasets": list(recipe.datasets),
+                                 "mixing": recipe.mixing if len(recipe.datasets) > 1 and not recipe.parts else None,
+                                 "parts": [list(p) for p in recipe.parts], "train": train,
+                                 "data": {d: dataset_hash(d) for d in recipe.datasets}})
+
+
+def build_plan(spec: ExperimentSpec) -> Plan:
+    plan = Plan()
+    seen: set[str] = set()
+    prompt_sets = {p: load_prompt_set(p, heldout_n=spec.heldout_prompts, heldout_words=spec.heldout_words,
+                                      limit=spec.max_prompts) for p in spec.prompts}
+    for model in spec.models:
+        for task in spec.tasks:
+            for cell in cells(task):
+                keys = {}
+                for name, recipe in cell.modules.items():
+                    keys[name] = train_key(model, recipe, spec.train)
+                    if keys[name] not in seen:
+                        seen.add(keys[name])
+                        plan.trains.append(TrainUnit(keys[name], model, recipe, spec.train))
+                for condition in cell.conditions:
+                    modules = {n: keys[n] for n in condition.modules}
+                    compose_key = None
+                    if condition.method in WEIGHT_MERGES or condition.method == "learn-weights":
+                        settings = spec.learn_weights if condition.method == "learn-weights" else spec.compose
+                        recipes = {n: cell.modules[n] for n in condition.modules}
+                        compose_key = content_key("compose", {"model": model, "method": condition.method,
+                                                              "modules": modules, "settings": settings,
+                                                              "recipes": {n: [r.label, list(r.datasets)]
+                                                                          for n, r in recipes.items()}})
+                        if compose_key not in seen:
+                            seen.add(compose_key)
+                            plan.composes.append(ComposeUnit(compose_key, model, condition.method, modules, recipes,
+                                                             settings, tuple(modules.values())))
+                    deps = (compose_key,) if compose_key else tuple(modules.values())
+                    for prompt_set, prompts in prompt_sets.items():
+                        for seed in spec.seeds:
+                            gen_key = content_key("generate", {
+                                "model": model, "method": condition.method, "modules": modules,
+                                "compose": compose_key, "prompts": prompts, "seed": seed, "samples": spec.samples,
+                                "generate": spec.generate})
+                            eval_key = content_key("evaluate", {"generate": gen_key, "targets": cell.targets,
+                                                                "evaluate": spec.evaluate})
+                            plan.cells.append(CellUnit(
+                                eval_key, gen_key, model, spec.name, task.set, cell.target, cell.targets,
+                                condition.name, prompt_set, prompts, seed, spec.samples, condition.method, modules,
+                                compose_key, spec.generate, spec.evaluate, deps))
+    return plan

@@ -1,0 +1,125 @@
+"""`loracompose run SPEC`: plan the grid, execute its units, store every result.
+
+Progress: a bar per stage kind (train, compose, cells) and an overall bar whose
+ETA weighs each unit by its work in tokens (training: steps × batch × sequence
+length × 3 for forward and backward; a cell: prompts × samples × new tokens ×
+modules run). A log file per run goes to `<workdir>/logs/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from loracompose.experiments.plan import build_plan
+from loracompose.experiments.spec import ExperimentSpec
+from loracompose.experiments.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    experiment: str
+    units: int
+    stages_run: Counter = field(default_factory=Counter)  # stage → how many times it actually ran
+    wall_seconds: float = 0.0
+    db: Path | None = None
+    log: Path | None = None
+    run_id: int | None = None
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def _work(unit) -> float:
+    """A unit's rough cost in token-steps (for the overall ETA only)."""
+    if unit.kind == "train":
+        t = unit.train
+        return 3.0 * t.get("steps", 200) * t.get("batch_size", 8) * t.get("seq_len", 64)
+    if unit.kind == "compose":
+        return 2000.0
+    members = 1 + (len(unit.modules) if unit.method == "logit-sum" else 0)
+    return len(unit.prompts) * unit.samples * unit.generate.get("max_new_tokens", 40) * members
+
+
+def _file_log(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    return handler
+
+
+def run_experiment(spec: ExperimentSpec, executor=None, *, progress: bool = True) -> RunSummary:
+    from tqdm.auto import tqdm
+
+    from loracompose.experiments.executors import InProcessExecutor
+
+    executor = executor or InProcessExecutor()
+    workdir = spec.workdir
+    now = datetime.now(timezone.utc)
+    log_path = workdir / "logs" / f"{spec.name}-{now.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}.log"
+    handler = _file_log(log_path)
+    package_log = logging.getLogger("loracompose")
+    package_log.addHandler(handler)
+    if package_log.getEffectiveLevel() > logging.INFO:
+        package_log.setLevel(logging.INFO)
+    started = time.perf_counter()
+    summary = RunSummary(spec.name, 0, db=spec.db_path, log=log_path)
+    store = Store(spec.db_path)
+    run_id = store.start_run(spec.name, spec.source, executor.name, machine(), now.isoformat(timespec="seconds"),
+                             str(log_path))
+    summary.run_id = run_id
+    status = "failed"
+    bars = {}
+    try:
+        plan = build_plan(spec)
+        summary.units = len(plan.units)
+        log.info("experiment %s: %d modules to train, %d merges, %d cells; executor %s; workdir %s", spec.name,
+                 len(plan.trains), len(plan.composes), len(plan.cells), executor.name, workdir)
+        counts = {"train": len(plan.trains), "compose": len(plan.composes), "cell": len(plan.cells)}
+        bars["overall"] = tqdm(total=sum(_work(u) for u in plan.units), desc="overall", disable=not progress,
+                               position=0, dynamic_ncols=True, unit="work", unit_scale=True,
+                               bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]")
+        for i, (kind, total) in enumerate(counts.items(), start=1):
+            bars[kind] = tqdm(total=total, desc=f"{kind}s", disable=not progress or not total, position=i,
+                              dynamic_ncols=True, unit=kind)
+
+        def on_done(unit, result: dict) -> None:
+            summary.stages_run.update(result["ran"])
+            if unit.kind == "cell":
+                store.put(result["row"], run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            verb = "done" if result["ran"] else "cached"
+            log.info("%s: %s (%s)", verb, unit.title, ", ".join(result["ran"]) or "nothing to do")
+            bars[unit.kind].update(1)
+            bars["overall"].update(_work(unit))
+
+        executor.execute(plan, workdir, on_done, progress)
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        for bar in bars.values():
+            bar.close()
+        summary.wall_seconds = round(time.perf_counter() - started, 1)
+        store.finish_run(run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"), summary.wall_seconds,
+                         status, summary.units, dict(summary.stages_run))
+        store.close()
+        log.info("run %s: %s in %.1f s; stages run: %s", spec.name, status, summary.wall_seconds,
+                 dict(summary.stages_run) or "none (all cached)")
+        package_log.removeHandler(handler)
+        handler.close()
+    return summary

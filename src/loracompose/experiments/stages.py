@@ -1,0 +1,214 @@
+"""The four stages, each a cached call into the library: train, compose, generate, evaluate.
+
+`run_unit(unit, workdir)` does a unit's stages that are not on disk yet and
+returns what it did: `{"key", "kind", "ran": [stages run], "row": ...}` (cells
+carry the results row with per-sample data; the driver stores it). Nothing here
+writes the results database, so units can run in other processes (Ray).
+
+Which base each stage uses: training the NF4 base (QLoRA); generation and
+generation the dense base by default (`generate.quantize: none`), as
+`loracompose generate` does; weight merges and learn-weights the dense base.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+from pathlib import Path
+
+from loracompose.experiments.cache import stage_path, write_atomic, write_json
+from loracompose.experiments.plan import CellUnit, ComposeUnit, TrainUnit
+from loracompose.experiments.tasksets import ModuleRecipe
+from loracompose.modules import METADATA_FILE
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def _inference_base(model: str, quantize: str):
+    """The base model for generation, loaded once per process (stages detach their layers after use)."""
+    from loracompose.models import load_base
+
+    return load_base(model, quantize=None if quantize == "none" else quantize)
+
+
+def _derived_dataset(recipe: ModuleRecipe, workdir: Path, seed: int) -> Path:
+    """The multi set's combined data: each (dataset, label) part's train texts, equal counts, one label."""
+    from loracompose.data import load_attribute_dataset
+    from loracompose.experiments.cache import content_key
+    from loracompose.experiments.plan import dataset_hash
+
+    key = content_key("data", {"parts": [list(p) for p in recipe.parts], "label": recipe.label, "seed": seed,
+                               "data": {d: dataset_hash(d) for d, _ in recipe.parts}})
+    path = stage_path(workdir, "data", key)
+    if not path.is_file():
+        parts = [load_attribute_dataset(d).texts("train", label) for d, label in recipe.parts]
+        n = min(len(p) for p in parts)
+        rows = [t for i, p in enumerate(parts) for t in random.Random(f"{seed}:{i}").sample(p, n)]
+        write_atomic(path, "".join(json.dumps({"text": t, "label": recipe.label}) + "\n" for t in rows))
+    return path
+
+
+def _train_config(unit: TrainUnit, workdir: Path):
+    from loracompose.train import TrainConfig
+
+    recipe = unit.recipe
+    if recipe.parts:
+        # The derived file is split again by text hash; its texts all come from train splits, so
+        # nothing of any test split is trained on.
+        data = _derived_dataset(recipe, workdir, unit.train.get("seed", 42))
+        return TrainConfig(model=unit.model, datasets=[str(data)], label=recipe.label,
+                           attribute="+".join(dict.fromkeys(_attribute(d) for d, _ in recipe.parts)), **unit.train)
+    mixing = recipe.mixing if len(recipe.datasets) > 1 else "concat"
+    return TrainConfig(model=unit.model, datasets=list(recipe.datasets), label=recipe.label, mixing=mixing,
+                       **unit.train)
+
+
+def _attribute(dataset: str) -> str:
+    from loracompose.data import BUILTIN_DATASETS
+
+    return BUILTIN_DATASETS[dataset].attribute
+
+
+def run_train(unit: TrainUnit, workdir: Path, progress: bool = True) -> dict:
+    from loracompose.errors import LoraComposeError
+    from loracompose.train import train_module
+
+    out = stage_path(workdir, "train", unit.key)
+    if (out / METADATA_FILE).is_file():
+        return {"key": unit.key, "kind": "train", "ran": []}
+    config = _train_config(unit, workdir)
+    resume = (out.with_name(out.name + ".training") / "run.json").is_file()
+    log.info("%s (%d steps)%s", unit.title, config.steps, " — resuming" if resume else "")
+    try:
+        trained = train_module(config, out, overwrite=True, resume=resume, progress=progress)
+    except LoraComposeError:
+        if not resume:
+            raise
+        log.info("could not resume the killed training of %s; starting it over", unit.recipe.name)
+        trained = train_module(config, out, overwrite=True, progress=progress)
+    del trained  # the trained model is not reused: generation loads modules onto the dense base
+    return {"key": unit.key, "kind": "train", "ran": ["train"]}
+
+
+def _bank(model: str, quantize: str, modules: dict[str, Path]):
+    from loracompose.compose.bank import ModuleBank
+    from loracompose.generate import Steerer
+
+    base = _inference_base(model, quantize)
+    bank = ModuleBank(base.model, modules, base.fingerprint)
+    return Steerer(base.model, base.tokenizer, bank, model), base
+
+
+def run_compose(unit: ComposeUnit, workdir: Path, quantize: str = "none") -> dict:
+    from loracompose.compose.merge import write_merged
+    from loracompose.compose.weight_methods import MergeOptions
+
+    paths = {name: stage_path(workdir, "train", key) for name, key in unit.modules.items()}
+    out = stage_path(workdir, "compose" if unit.method != "learn-weights" else "learn", unit.key)
+    if out.exists():
+        return {"key": unit.key, "kind": "compose", "ran": []}
+    log.info("%s", unit.title)
+    steerer, base = _bank(unit.model, quantize, paths)
+    composition = {name: 1.0 for name in unit.modules}
+    if unit.method == "learn-weights":
+        from loracompose.compose.learn import LearnConfig, learn_weights
+
+        settings = dict(unit.settings)
+        per_part = int(settings.pop("examples", 32))
+        texts = []
+        for name, recipe in unit.recipes.items():
+            from loracompose.data import load_attribute_dataset
+
+            for dataset in recipe.datasets:
+                pool = load_attribute_dataset(dataset).texts("train", recipe.label)
+                texts += random.Random(f"learn:{name}:{dataset}").sample(pool, min(per_part, len(pool)))
+        result = learn_weights(base.model, base.tokenizer, steerer.bank, texts, LearnConfig(**settings))
+        write_json(out, result)
+    else:
+        options = MergeOptions(**{k: v for k, v in unit.settings.items()
+                                  if k in ("density", "svd_rank")}, seed=unit.settings.get("merge_seed", 0))
+        write_merged(steerer.bank, composition, unit.method, steerer.layer_order, out,
+                     base_model_name=unit.model, fingerprint=base.fingerprint, options=options)
+    return {"key": unit.key, "kind": "compose", "ran": ["compose"]}
+
+
+def _composition(unit: CellUnit, workdir: Path) -> tuple[dict[str, Path], dict[str, float], str]:
+    """(module paths, composition weights, method) that generate this cell's condition."""
+    if unit.method is None:
+        return {}, {}, "output-sum"
+    if unit.method == "learn-weights":
+        learned = json.loads(stage_path(workdir, "learn", unit.compose_key).read_text())["weights"]
+        paths = {name: stage_path(workdir, "train", key) for name, key in unit.modules.items()}
+        return paths, {name: float(learned[name]) for name in unit.modules}, "output-sum"
+    if unit.compose_key is not None:  # a weight merge, written once by its compose stage
+        name = f"{unit.method}({'+'.join(unit.modules)})"
+        return {name: stage_path(workdir, "compose", unit.compose_key)}, {name: 1.0}, "output-sum"
+    paths = {name: stage_path(workdir, "train", key) for name, key in unit.modules.items()}
+    return paths, {name: 1.0 for name in unit.modules}, unit.method
+
+
+def run_generate(unit: CellUnit, workdir: Path) -> bool:
+    from loracompose.decoding import SamplingConfig
+
+    out = stage_path(workdir, "generate", unit.generate_key)
+    if out.is_file():
+        return False
+    paths, composition, method = _composition(unit, workdir)
+    settings = dict(unit.generate)
+    template, quantize = settings.pop("template"), settings.pop("quantize")
+    steerer, _ = _bank(unit.model, quantize, paths)
+    records = steerer.generate(unit.prompts, composition, method, [unit.seed], unit.samples,
+                               SamplingConfig(**settings), template)
+    write_atomic(out, "".join(json.dumps({**r, "condition": unit.condition}) + "\n" for r in records))
+    return True
+
+
+def run_evaluate(unit: CellUnit, workdir: Path) -> bool:
+    from loracompose.evaluate.metrics import EvalOptions, evaluate_generations, write_metrics
+    from loracompose.evaluate.panel import JudgeSettings
+
+    out = stage_path(workdir, "evaluate", unit.key)
+    if out.is_file():
+        return False
+    e = unit.evaluate
+    options = EvalOptions(reference=e["reference"], judge_input=e["judge_input"],
+                          settings=JudgeSettings(**e["judges"]), batch_size=e["batch_size"],
+                          resamples=e["resamples"], seed=0, progress=False)
+    metrics = evaluate_generations(stage_path(workdir, "generate", unit.generate_key), unit.targets, options)
+    write_metrics(metrics, out)
+    return True
+
+
+def cell_row(unit: CellUnit, workdir: Path) -> dict:
+    """The results row of a finished cell: its identity, summary metrics and per-sample data."""
+    metrics = json.loads(stage_path(workdir, "evaluate", unit.key).read_text())
+    texts = {}
+    for line in stage_path(workdir, "generate", unit.generate_key).read_text().splitlines():
+        r = json.loads(line)
+        texts[(r["prompt"], r["sample"])] = r["text"]
+    for sample in metrics["samples"]:
+        sample["text"] = texts[(sample["prompt"], sample["sample"])]
+    return {"experiment": unit.experiment, "model": unit.model, "task": unit.task, "prompt_set": unit.prompt_set,
+            "condition": unit.condition, "target": unit.target, "seed": unit.seed,
+            "generate_key": unit.generate_key, "evaluate_key": unit.key, "metrics": metrics}
+
+
+def run_cell(unit: CellUnit, workdir: Path) -> dict:
+    ran = []
+    if run_generate(unit, workdir):
+        ran.append("generate")
+    if run_evaluate(unit, workdir):
+        ran.append("evaluate")
+    return {"key": unit.key, "kind": "cell", "ran": ran, "row": cell_row(unit, workdir)}
+
+
+def run_unit(unit, workdir: str | Path, progress: bool = True) -> dict:
+    workdir = Path(workdir)
+    if isinstance(unit, TrainUnit):
+        return run_train(unit, workdir, progress)
+    if isinstance(unit, ComposeUnit):
+        return run_compose(unit, workdir)
+    return run_cell(unit, workdir)
