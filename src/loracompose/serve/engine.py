@@ -1,0 +1,189 @@
+"""The served model: a base with every module of one directory in one fused `ComposedModel`.
+
+A request becomes one `Sequence` per (prompt, choice). With the N modules of the
+directory in the bank (fixed order), a sequence's member rows are
+
+    output-sum    rows = (1, N) weights w (zeros for modules not named); None for the bare base
+    output-mean   the same with w / Σ w
+    logit-sum     rows = (K, N): row 0 the base (all zeros) if `base` is weighted, then one
+                  one-hot row per named module; coefficients λ (K,); members with λ = 0 dropped
+
+so any mix of requests shares one batch (`decoding.Decoder` groups what must be
+scored together). Module names are looked up in the bank loaded at start-up from
+the configured directory; a client never names a path.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from loracompose.compose import normalized
+from loracompose.compose.bank import ModuleBank, discover_modules
+from loracompose.compose.fused import ComposedModel
+from loracompose.decoding import SamplingConfig, Sequence, row_seed
+from loracompose.generate import BASE_MEMBER
+from loracompose.serve.schemas import ChatRequest, CompletionRequest, Composition, Sampling
+from loracompose.serve.settings import ServeSettings
+
+
+class ApiError(Exception):
+    """A client error with its HTTP status; the message names the problem and what is accepted."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.headers = status, message, param, headers or {}
+
+
+@dataclass
+class Plan:
+    """A validated request: its sequences and how to answer."""
+
+    sequences: list[Sequence]
+    stops: list[str]
+    seed: int
+    prompt_tokens: int
+    composition: dict | None  # {"modules", "method"} applied; None for the bare base
+    rows: int = field(init=False)
+
+    def __post_init__(self):
+        self.rows = sum(s.members for s in self.sequences)
+
+
+class Engine:
+    def __init__(self, model, tokenizer, model_name: str, modules_dir: str | Path | None, settings: ServeSettings,
+                 fingerprint: dict | None = None):
+        self.model, self.tokenizer, self.model_name, self.settings = model, tokenizer, model_name, settings
+        paths = discover_modules(modules_dir) if modules_dir else {}
+        self.bank = ModuleBank(model, paths, fingerprint)
+        self.composed = ComposedModel(model, self.bank)
+        self.context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        self.tokenizer_lock = threading.Lock()  # a fast tokenizer is not safe across threads
+
+    @classmethod
+    def load(cls, model_spec: str, modules_dir: str | Path | None, settings: ServeSettings,
+             quantize: str | None = None) -> "Engine":
+        from loracompose.models import load_base
+
+        base = load_base(model_spec, quantize=quantize)
+        name = Path(model_spec).name if Path(model_spec).exists() else model_spec
+        return cls(base.model, base.tokenizer, name, modules_dir, settings, base.fingerprint)
+
+    # -- listing -----------------------------------------------------------------------------------
+    def describe(self) -> list[dict]:
+        """The base and each module, for GET /v1/models."""
+        s = self.settings
+        entries = [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "loracompose",
+                    "kind": "base", "context": self.context,
+                    "composition": {"methods": ["output-sum", "output-mean", "logit-sum"],
+                                    "weight_range": [s.min_weight, s.max_weight], "base_member": BASE_MEMBER}}]
+        for module in self.bank.modules:
+            info, meta = module.info, module.info.metadata
+            entries.append({"id": module.name, "object": "model", "created": 0, "owned_by": "loracompose",
+                            "kind": "module", "attribute": info.attribute, "label": info.label,
+                            "datasets": [d.get("name") if isinstance(d, dict) else d for d in meta.get("datasets", [])],
+                            "rank": info.rank, "alpha": info.alpha})
+        return entries
+
+    # -- requests → sequences ----------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        with self.tokenizer_lock:
+            return self.tokenizer(text)["input_ids"]
+
+    def chat_prompt(self, request: ChatRequest) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ApiError(400, f"model '{self.model_name}' has no chat template; use /v1/completions", "messages")
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                    for m in request.messages]
+        with self.tokenizer_lock:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def plan(self, request: CompletionRequest | ChatRequest) -> Plan:
+        prompts = request.prompts if isinstance(request, CompletionRequest) else [self.chat_prompt(request)]
+        s = self.settings
+        composition = self._composition(request)
+        max_tokens = s.default_max_tokens if request.max_tokens is None else request.max_tokens
+        if not 1 <= max_tokens <= s.max_tokens_cap:
+            raise ApiError(400, f"max_tokens {max_tokens} is out of range; accepted: 1 to {s.max_tokens_cap}",
+                           "max_tokens")
+        if request.n * len(prompts) > s.max_n:
+            raise ApiError(400, f"n × prompts = {request.n * len(prompts)} choices; at most {s.max_n} per request",
+                           "n")
+        config = SamplingConfig(max_new_tokens=max_tokens, temperature=request.temperature or 1.0,
+                                # temperature 0 = greedy: only the most likely token survives top-k 1
+                                top_k=1 if request.temperature == 0 else request.top_k, top_p=request.top_p)
+        rows, coefficients = self._rows(composition)
+        seed = secrets.randbits(62) if request.seed is None else request.seed
+        sequences, prompt_tokens = [], 0
+        for prompt in prompts:
+            ids = self.encode(prompt)
+            limit = min(s.max_prompt_tokens, self.context - max_tokens)
+            if not ids:
+                raise ApiError(400, "the prompt is empty (0 tokens); give some text", "prompt")
+            if len(ids) > limit:
+                raise ApiError(400, f"the prompt is {len(ids)} tokens; with max_tokens {max_tokens} at most {limit} "
+                                    f"fit (context {self.context}, prompt cap {s.max_prompt_tokens})", "prompt")
+            prompt_tokens += len(ids)
+            # Choice i of a prompt uses the generator seed of sample i under `seed`, as `loracompose generate` does.
+            sequences += [Sequence(ids, row_seed(seed, i), config, rows, coefficients) for i in range(request.n)]
+        applied = composition.model_dump() if composition.modules else None
+        plan = Plan(sequences, request.stops, seed, prompt_tokens, applied)
+        if plan.rows > s.max_batch_rows:
+            raise ApiError(400, f"this request needs {plan.rows} batch rows (choices × logit-sum members); the "
+                                f"server's batch holds {s.max_batch_rows}", "n")
+        return plan
+
+    def _composition(self, request: Sampling) -> Composition:
+        """The request's composition; a module named as `model` means that module at weight 1."""
+        known = [self.model_name] + self.bank.names
+        if request.model not in known:
+            raise ApiError(404, f"unknown model '{request.model}'; known: {', '.join(known)}", "model")
+        if request.model != self.model_name:
+            if request.composition is not None:
+                raise ApiError(400, f"model '{request.model}' is a module; give either a module as the model or a "
+                                    f"composition with model '{self.model_name}', not both", "composition")
+            return Composition(modules={request.model: 1.0})
+        composition = request.composition or Composition()
+        s = self.settings
+        for name, weight in composition.modules.items():
+            if name == BASE_MEMBER and composition.method == "logit-sum":
+                pass
+            elif name not in self.bank.names:
+                extra = f" (and '{BASE_MEMBER}' for logit-sum)" if name == BASE_MEMBER else ""
+                raise ApiError(404, f"unknown module '{name}'; known modules: {', '.join(self.bank.names) or 'none'}"
+                                    f"{extra}", "composition.modules")
+            if not s.min_weight <= weight <= s.max_weight:
+                raise ApiError(400, f"weight {weight} of '{name}' is out of range; accepted: {s.min_weight} to "
+                                    f"{s.max_weight}", "composition.modules")
+        if composition.method == "output-mean" and composition.modules \
+                and abs(sum(composition.modules.values())) < 1e-12:
+            raise ApiError(400, "output-mean weights sum to 0 and cannot be normalised; use output-sum",
+                           "composition.modules")
+        if composition.method == "logit-sum" and composition.modules \
+                and not any(w != 0 for w in composition.modules.values()):
+            raise ApiError(400, "logit-sum needs at least one member with a non-zero weight", "composition.modules")
+        return composition
+
+    def _rows(self, composition: Composition) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(rows (K, N) or None, coefficients (K,) or None) of one sequence under `composition`."""
+        weights = composition.modules
+        if not weights:
+            return None, None
+        n = len(self.bank)
+        if composition.method == "logit-sum":
+            members, coefficients = [], []
+            if weights.get(BASE_MEMBER, 0.0) != 0:
+                members.append(torch.zeros(n))
+                coefficients.append(weights[BASE_MEMBER])
+            for name, weight in weights.items():
+                if name != BASE_MEMBER and weight != 0:
+                    members.append(torch.nn.functional.one_hot(torch.tensor(self.bank.index(name)), n).float())
+                    coefficients.append(weight)
+            return torch.stack(members), torch.tensor(coefficients)
+        if composition.method == "output-mean":
+            weights = normalized(weights)
+        return self.composed.weights_for([weights]), None

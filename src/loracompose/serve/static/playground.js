@@ -1,0 +1,131 @@
+// The playground: one slider per module, streamed completions, judges' scores. No build step.
+"use strict";
+const $ = (id) => document.getElementById(id);
+let baseModel = null;
+let range = [-1, 2];
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("api-key").value.trim();
+  if (key) h["Authorization"] = "Bearer " + key;
+  return h;
+}
+
+async function apiError(response) {
+  try { return (await response.json()).error.message; } catch (e) { return response.status + " " + response.statusText; }
+}
+
+async function loadModels() {
+  const response = await fetch("/v1/models", { headers: headers() });
+  if (!response.ok) { $("sliders").textContent = "could not list models: " + await apiError(response); return; }
+  const models = (await response.json()).data;
+  const base = models.find((m) => m.kind === "base");
+  baseModel = base.id;
+  const [lo, hi] = base.composition.weight_range;
+  range = [Math.max(-1, lo), Math.min(2, hi)];  // the page's sliders: −1 to 2, within the server's range
+  $("base").textContent = "Base model: " + base.id + ".";
+  const box = $("sliders");
+  box.textContent = "";
+  const modules = models.filter((m) => m.kind === "module");
+  if (!modules.length) box.textContent = "no modules: the base model alone";
+  for (const m of modules) {
+    const row = document.createElement("div");
+    row.className = "slider";
+    const label = document.createElement("label");
+    label.htmlFor = "w-" + m.id;
+    label.textContent = m.id + " ";
+    const info = document.createElement("small");
+    info.textContent = [m.attribute, m.label].filter(Boolean).join(": ");
+    label.appendChild(info);
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", min: range[0], max: range[1], step: 0.1, value: 0, id: "w-" + m.id });
+    input.dataset.module = m.id;
+    const value = document.createElement("output");
+    value.textContent = "0";
+    input.addEventListener("input", () => { value.textContent = Number(input.value).toFixed(1); });
+    row.append(label, input, value);
+    box.appendChild(row);
+  }
+}
+
+function composition() {
+  const modules = {};
+  for (const input of document.querySelectorAll("#sliders input[type=range]")) {
+    const w = Number(input.value);
+    if (w !== 0) modules[input.dataset.module] = w;
+  }
+  return Object.keys(modules).length ? { modules, method: $("method").value } : null;
+}
+
+async function generate() {
+  $("status").textContent = "";
+  $("judges").textContent = "—";
+  const out = $("output");
+  out.textContent = "";
+  const promptSpan = document.createElement("span");
+  promptSpan.className = "prompt";
+  promptSpan.textContent = $("prompt").value;
+  const textSpan = document.createElement("span");
+  textSpan.id = "generated";
+  out.append(promptSpan, textSpan);
+  const body = { model: baseModel, prompt: $("prompt").value, max_tokens: Number($("max-tokens").value),
+                 seed: Number($("seed").value), stream: true };
+  const comp = composition();
+  if (comp) body.composition = comp;
+  $("generate").disabled = true;
+  try {
+    const response = await fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+    if (!response.ok) { $("status").textContent = await apiError(response); return; }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {  // server-sent events: "data: {...}\n\n"
+        const line = buffer.slice(0, cut).trim();
+        buffer = buffer.slice(cut + 2);
+        if (!line.startsWith("data: ")) continue;
+        const data = line.slice(6);
+        if (data === "[DONE]") continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) { $("status").textContent = chunk.error.message; continue; }
+        for (const choice of chunk.choices) textSpan.textContent += choice.text || "";
+      }
+    }
+    $("status").textContent = "done";
+    await judge(promptSpan.textContent + textSpan.textContent);
+  } catch (e) {
+    $("status").textContent = "request failed: " + e;
+  } finally {
+    $("generate").disabled = false;
+  }
+}
+
+async function judge(text) {
+  const response = await fetch("/v1/judge", { method: "POST", headers: headers(), body: JSON.stringify({ text }) });
+  if (!response.ok) { $("judges").textContent = await apiError(response); return; }
+  const result = await response.json();
+  const box = $("judges");
+  box.textContent = "";
+  if (!result.attributes.length) { box.textContent = "no judges on this server (start it with --judges auto)"; return; }
+  const table = document.createElement("table");
+  for (const [attribute, score] of Object.entries(result.scores)) {
+    const row = table.insertRow();
+    row.insertCell().textContent = attribute;
+    row.insertCell().textContent = score.vote;
+    row.insertCell().textContent = Object.entries(score.probabilities)
+      .map(([label, p]) => label + " " + p.toFixed(2)).join(", ");
+  }
+  box.appendChild(table);
+  const notes = [];
+  if (result.pending.length) notes.push("still loading: " + result.pending.join(", "));
+  for (const [a, why] of Object.entries(result.failed)) notes.push(a + " unavailable: " + why);
+  if (notes.length) box.append(notes.join("; "));
+}
+
+$("generate").addEventListener("click", generate);
+$("api-key").addEventListener("change", loadModels);
+loadModels();
