@@ -36,8 +36,8 @@ def judged_attributes(spec: str, module_attributes: list[str | None]) -> list[st
 
 
 class JudgeService:
-    def __init__(self, attributes: list[str]):
-        self.attributes = attributes
+    def __init__(self, attributes: list[str], settings=None):
+        self.attributes, self.settings = attributes, settings  # settings: evaluate.panel.JudgeSettings
         self.panels: dict = {}
         self.failed: dict[str, str] = {}
         self.lock = threading.Lock()  # one scoring at a time (MiniLM, TF-IDF share nothing mutable, but CPU does)
@@ -49,7 +49,10 @@ class JudgeService:
 
         for attribute in self.attributes:
             try:
-                self.panels[attribute] = judge_panel(attribute, progress=False)
+                if self.settings is None:
+                    self.panels[attribute] = judge_panel(attribute, progress=False)
+                else:
+                    self.panels[attribute] = judge_panel(attribute, self.settings, progress=False)
                 log.info("judges for %s ready", attribute)
             except Exception as exc:  # a missing data package, say: the playground shows why
                 self.failed[attribute] = str(exc)
