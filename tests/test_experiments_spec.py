@@ -8,7 +8,7 @@ import pytest
 
 from loracompose import LoraComposeError
 from loracompose.cli import main
-from loracompose.experiments.spec import load_spec, parse_spec
+from loracompose.experiments.spec import load_spec, parse_spec, task_prompt_sets
 
 BASE = {"name": "t", "models": ["smollm2-135m"], "tasks": [{"set": "sentiment", "targets": ["positive"]}]}
 
@@ -23,7 +23,7 @@ def test_defaults_expand_single_and_heldout():
     task = s.tasks[0]
     assert task.datasets == ["imdb", "rotten_tomatoes", "tweets"]
     assert task.conditions == ["base", "single:imdb", "single:rotten_tomatoes", "single:tweets", "output-sum"]
-    assert s.prompts == ["pplm", "heldout:imdb", "heldout:rotten_tomatoes", "heldout:tweets"]
+    assert task_prompt_sets(s, task) == ["pplm", "heldout:imdb", "heldout:rotten_tomatoes", "heldout:tweets"]
     assert s.evaluate["reference"] == "gemma3-270m" and s.generate["quantize"] == "none"
     multi = parse_spec(spec(tasks=["multi"])).tasks[0]
     assert len(multi.targets) == 10 and "positive+sport" in multi.targets

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from loracompose.experiments.cache import content_key
 from loracompose.experiments.prompts import load_prompt_set
-from loracompose.experiments.spec import ExperimentSpec
+from loracompose.experiments.spec import ExperimentSpec, task_prompt_sets
 from loracompose.experiments.tasksets import ModuleRecipe, cells
 
 WEIGHT_MERGES = ("weights-average", "delta-sum", "ties")
@@ -108,10 +108,11 @@ def train_key(model: str, recipe: ModuleRecipe, train: dict) -> str:
 def build_plan(spec: ExperimentSpec) -> Plan:
     plan = Plan()
     seen: set[str] = set()
-    prompt_sets = {p: load_prompt_set(p, heldout_n=spec.heldout_prompts, heldout_words=spec.heldout_words,
-                                      limit=spec.max_prompts) for p in spec.prompts}
+    loaded = {p: load_prompt_set(p, heldout_n=spec.heldout_prompts, heldout_words=spec.heldout_words,
+                                 limit=spec.max_prompts) for t in spec.tasks for p in task_prompt_sets(spec, t)}
     for model in spec.models:
         for task in spec.tasks:
+            prompt_sets = {p: loaded[p] for p in task_prompt_sets(spec, task)}
             for cell in cells(task):
                 keys = {}
                 for name, recipe in cell.modules.items():

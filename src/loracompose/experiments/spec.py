@@ -8,7 +8,7 @@
         targets: [positive]          # default: every label of the set
         datasets: [imdb, rotten_tomatoes, tweets]
         conditions: [base, single, combined, weights-average, output-sum]
-    prompts: [pplm, heldout]         # pplm | heldout (each task dataset's test openings) | heldout:NAME | a file
+    prompts: [pplm, heldout]         # pplm | heldout (each of a task's datasets' test openings) | heldout:NAME | a file
     heldout: {prompts: 15, words: 4} # held-out prompt sets: how many openings, how many words each
     seeds: [0]
     samples: 2                       # continuations per prompt and seed
@@ -183,11 +183,19 @@ def _check_prompts(value, path: str, tasks: list[TaskSpec]) -> list[str]:
 
     sets = []
     for i, entry in enumerate(_str_list(value, path)):
-        if entry == "heldout":  # one held-out set per dataset of the tasks
-            sets += [f"heldout:{d}" for t in tasks for d in t.datasets if f"heldout:{d}" not in sets]
+        if entry == "heldout":  # each task: one held-out set per dataset of that task (see task_prompt_sets)
+            sets.append(entry)
             continue
         check_prompt_set(entry, f"{path}[{i}]")
         sets.append(entry)
+    return list(dict.fromkeys(sets))
+
+
+def task_prompt_sets(spec: "ExperimentSpec", task: TaskSpec) -> list[str]:
+    """The task's prompt sets: `heldout` becomes `heldout:<d>` for each of the task's own datasets."""
+    sets = []
+    for entry in spec.prompts:
+        sets += [f"heldout:{d}" for d in task.datasets] if entry == "heldout" else [entry]
     return list(dict.fromkeys(sets))
 
 

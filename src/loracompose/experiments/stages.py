@@ -35,7 +35,8 @@ def _inference_base(model: str, quantize: str):
 
 
 def _derived_dataset(recipe: ModuleRecipe, workdir: Path, seed: int) -> Path:
-    """The multi set's combined data: each (dataset, label) part's train texts, equal counts, one label."""
+    """The multi set's combined data: each (dataset, label) part's train and validation texts, equal
+    counts per split, under one label."""
     from loracompose.data import load_attribute_dataset
     from loracompose.experiments.cache import content_key
     from loracompose.experiments.plan import dataset_hash
@@ -44,9 +45,13 @@ def _derived_dataset(recipe: ModuleRecipe, workdir: Path, seed: int) -> Path:
                                "data": {d: dataset_hash(d) for d, _ in recipe.parts}})
     path = stage_path(workdir, "data", key)
     if not path.is_file():
-        parts = [load_attribute_dataset(d).texts("train", label) for d, label in recipe.parts]
-        n = min(len(p) for p in parts)
-        rows = [t for i, p in enumerate(parts) for t in random.Random(f"{seed}:{i}").sample(p, n)]
+        rows = []
+        # The split is a function of the text alone, so these texts fall back into the same train and
+        # validation splits when the file is read, and no test text enters it.
+        for split in ("train", "validation"):
+            parts = [load_attribute_dataset(d).texts(split, label) for d, label in recipe.parts]
+            n = min(len(p) for p in parts)
+            rows += [t for i, p in enumerate(parts) for t in random.Random(f"{seed}:{split}:{i}").sample(p, n)]
         write_atomic(path, "".join(json.dumps({"text": t, "label": recipe.label}) + "\n" for t in rows))
     return path
 
@@ -56,8 +61,6 @@ def _train_config(unit: TrainUnit, workdir: Path):
 
     recipe = unit.recipe
     if recipe.parts:
-        # The derived file is split again by text hash; its texts all come from train splits, so
-        # nothing of any test split is trained on.
         data = _derived_dataset(recipe, workdir, unit.train.get("seed", 42))
         return TrainConfig(model=unit.model, datasets=[str(data)], label=recipe.label,
                            attribute="+".join(dict.fromkeys(_attribute(d) for d, _ in recipe.parts)), **unit.train)
