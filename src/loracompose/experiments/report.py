@@ -1,0 +1,326 @@
+"""`loracompose report`: Markdown and HTML from the results database, with PNG plots.
+
+    per task set    a table of conditions × models per prompt set and target: hard and soft accuracy
+                    with 95% intervals, perplexity, distinct-2, n, and Δ hard accuracy against the
+                    single-dataset baseline with its Holm-adjusted McNemar p-value
+    headline        output-sum of the single-dataset modules vs each single-dataset module on that
+                    dataset's own held-out test prompts (sentiment set)
+    plots           accuracy by condition with intervals; accuracy against perplexity (when measured);
+                    per-target heat map for the multi set
+    examples        a few generations per condition
+
+The document is built once as a list of blocks and written twice: Markdown
+(plots as files beside it) and a single HTML file (plots embedded as data
+URIs). Hand-written rather than through a Markdown library: the blocks are four
+kinds, and both outputs must hold exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from loracompose.experiments import report_plots as plots
+from loracompose.experiments.report_stats import (Summary, System, adjust, baseline_condition, load_systems,
+                                                  ordered, paired_test, summarize)
+from loracompose.experiments.tasksets import SETS
+
+ALPHA = 0.05
+
+
+@dataclass
+class Block:
+    kind: str  # "h1" | "h2" | "h3" | "p" | "table" | "image" | "code"
+    text: str = ""
+    header: list[str] | None = None
+    rows: list[list[str]] | None = None
+    path: Path | None = None
+
+
+def _f(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+
+
+def _mark(test) -> str:
+    """▲/▼: better/worse than the baseline with Holm-adjusted p < 0.05; = otherwise."""
+    if test is None or test.p_holm is None:
+        return ""
+    if test.p_holm < ALPHA:
+        return "▲" if test.difference > 0 else "▼"
+    return "="
+
+
+def _interval(summary: Summary, attr: str) -> str:
+    value, (lo, hi) = getattr(summary, attr), getattr(summary, f"{attr}_ci")
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _condition_order(task: str, conditions) -> list[str]:
+    conditions = list(conditions)
+    order = ["base"] + sorted(c for c in conditions if c.startswith("single:")) + list(SETS[task]["conditions"])
+    return ordered(conditions, order)
+
+
+class ReportBuilder:
+    def __init__(self, store, experiment: str, out: Path, examples: int):
+        self.store, self.experiment, self.out, self.examples = store, experiment, out, examples
+        self.systems = load_systems(store, experiment)
+        self.summaries = {key: summarize(system) for key, system in self.systems.items()}
+        self.blocks: list[Block] = []
+        self.models = ordered(k[0] for k in self.systems)
+        self.tables: dict[tuple, dict] = {}  # (task, prompt_set, target) → (model, condition) → (summary, test)
+
+    def add(self, kind: str, text: str = "", **kw) -> None:
+        self.blocks.append(Block(kind, text, **kw))
+
+    def build(self) -> list[Block]:
+        runs = self.store.runs(self.experiment)
+        last = [r for r in runs if r["status"] == "done"][-1:] or runs[-1:]
+        self.add("h1", f"Experiment report: {self.experiment}")
+        if last:
+            r = last[0]
+            self.add("p", f"Run finished {r['finished'] or r['started']} (UTC) on {r['machine']}; executor "
+                          f"{r['executor']}. Wall time of that run: {_f(r['wall_seconds'], 0)} s "
+                          f"(stages run: {r['stages_run'] or '–'}).")
+            total = sum(x["wall_seconds"] or 0 for x in runs)
+            if len(runs) > 1:
+                self.add("p", f"{len(runs)} runs of this experiment are recorded, {total:.0f} s in all "
+                              "(later runs reuse the cached stages of earlier ones).")
+        self.add("p", "Hard accuracy: share of continuations whose judges' majority vote is the target (several "
+                      "attributes: every one). Soft accuracy: mean probability of the target. Intervals: 95% "
+                      "bootstrap over prompts. Δ: hard accuracy minus the baseline's on the same (prompt, "
+                      "sample, seed); p: exact McNemar, Holm-adjusted over each table; ▲/▼ better/worse at "
+                      "p < 0.05, = no significant difference. Perplexity: token-weighted, under the reference "
+                      "model (– when not measured). distinct-2: distinct word bigrams per prompt.")
+        tasks = ordered(k[1] for k in self.systems)
+        for task in tasks:
+            self._task(task)
+        if "sentiment" in tasks:
+            self._headline()
+        self._examples()
+        if last:
+            self.add("h2", "Spec")
+            self.add("code", last[0]["spec"] or "")
+        return self.blocks
+
+    def _task(self, task: str) -> None:
+        self.add("h2", f"Task set: {task}")
+        keys = [k for k in self.systems if k[1] == task]
+        conditions = _condition_order(task, (k[4] for k in keys))
+        for prompt_set in ordered(k[2] for k in keys):
+            for target in ordered(k[3] for k in keys if k[2] == prompt_set):
+                self._table(task, prompt_set, target, conditions)
+        self._accuracy_plot(task, keys, conditions)
+        self._perplexity_plot(task, keys, conditions)
+        if task == "multi":
+            self._heatmap(keys, conditions)
+
+    def _table(self, task: str, prompt_set: str, target: str, conditions: list[str]) -> None:
+        present = [c for c in conditions if any((m, task, prompt_set, target, c) in self.systems for m in self.models)]
+        baseline = baseline_condition(present, prompt_set)
+        cells, tests = {}, []
+        for model in self.models:
+            base = self.systems.get((model, task, prompt_set, target, baseline))
+            for condition in present:
+                key = (model, task, prompt_set, target, condition)
+                if key not in self.systems:
+                    continue
+                test = paired_test(base, self.systems[key]) if base is not None and condition != baseline else None
+                tests.append(test)
+                cells[(model, condition)] = (self.summaries[key], test)
+        adjust(tests)
+        self.tables[(task, prompt_set, target)] = cells
+        self.add("h3", f"{task} → {target}, prompts {prompt_set} (baseline: {baseline or 'none'})")
+        header = ["condition", "model", "hard accuracy", "soft accuracy", "Δ hard vs baseline", "p (Holm)", "",
+                  "perplexity", "distinct-2", "n"]
+        rows = []
+        for condition in present:
+            for model in self.models:
+                if (model, condition) not in cells:
+                    continue
+                s, t = cells[(model, condition)]
+                rows.append([condition + (" (baseline)" if condition == baseline else ""), plots.short(model),
+                             _interval(s, "hard"), _interval(s, "soft"),
+                             "–" if t is None else f"{t.difference:+.3f} [{t.ci[0]:+.3f}, {t.ci[1]:+.3f}]",
+                             "–" if t is None else _p(t.p_holm), _mark(t), _f(s.perplexity, 1), _f(s.distinct_2),
+                             str(s.n)])
+        self.add("table", header=header, rows=rows)
+
+    def _accuracy_plot(self, task: str, keys, conditions: list[str]) -> None:
+        for model in self.models:
+            for target in ordered(k[3] for k in keys if k[0] == model):
+                series = ordered(k[2] for k in keys if k[0] == model and k[3] == target)
+                rows = {(k[2], k[4]): self.summaries[k] for k in keys if k[0] == model and k[3] == target}
+                name = f"accuracy-{task}-{_slug(target)}-{_slug(plots.short(model))}.png"
+                path = plots.accuracy_by_condition(rows, conditions, series,
+                                                   f"{task} → {target} ({plots.short(model)})", self.out / name)
+                self.add("image", f"Hard accuracy by condition, {task} → {target}, {plots.short(model)}; one "
+                                  "series per prompt set; bars: 95% intervals.", path=path)
+
+    def _perplexity_plot(self, task: str, keys, conditions: list[str]) -> None:
+        for model in self.models:
+            points = []
+            for condition in conditions:
+                pooled = System(model, task, "*", "*", condition,
+                                [s for k in keys if k[0] == model and k[4] == condition for s in self.systems[k].samples])
+                if pooled.samples:
+                    s = summarize(pooled)
+                    if s.perplexity is not None:
+                        points.append((condition, s.perplexity, s.hard))
+            if not points:
+                self.add("p", f"Accuracy against perplexity ({task}, {plots.short(model)}): perplexity was not "
+                              "measured in this experiment (evaluate.reference: none).")
+                continue
+            name = f"perplexity-{task}-{_slug(plots.short(model))}.png"
+            path = plots.accuracy_vs_perplexity(points, f"{task}: accuracy vs perplexity ({plots.short(model)})",
+                                                self.out / name)
+            self.add("image", f"Hard accuracy against perplexity per condition ({task}, {plots.short(model)}), "
+                              "pooled over targets and prompt sets.", path=path)
+
+    def _heatmap(self, keys, conditions: list[str]) -> None:
+        for model in self.models:
+            values, sentiments, topics = {}, [], []
+            for condition in conditions:
+                for target in ordered(k[3] for k in keys if k[0] == model):
+                    samples = [s for k in keys if k[0] == model and k[3] == target and k[4] == condition
+                               for s in self.systems[k].samples]
+                    if not samples:
+                        continue
+                    sentiment, topic = target.split("+")
+                    sentiments.append(sentiment)
+                    topics.append(topic)
+                    values[(condition, sentiment, topic)] = sum(all(s["hits"].values()) for s in samples) / len(samples)
+            if not values:
+                continue
+            name = f"heatmap-multi-{_slug(plots.short(model))}.png"
+            path = plots.target_heatmap(values, ordered(sentiments), ordered(topics), conditions,
+                                        f"multi: joint hard accuracy per target ({plots.short(model)})",
+                                        self.out / name)
+            self.add("image", f"Joint hard accuracy per sentiment × topic target ({plots.short(model)}), pooled "
+                              "over prompt sets.", path=path)
+
+    def _headline(self) -> None:
+        self.add("h2", "Headline: output-sum of the single-dataset modules vs each module on its own test prompts")
+        header = ["model", "target", "dataset (held-out prompts)", "single-dataset module", "output-sum",
+                  "Δ output-sum − single", "p (McNemar)", "p (Holm)", "", "pairs"]
+        rows, tests, found = [], [], []
+        for model in self.models:
+            for (m, task, prompt_set, target, condition), system in self.systems.items():
+                if (m, task, condition) != (model, "sentiment", "output-sum") or not prompt_set.startswith("heldout:"):
+                    continue
+                dataset = prompt_set.split(":", 1)[1]
+                single = self.systems.get((model, task, prompt_set, target, f"single:{dataset}"))
+                if single is None:
+                    continue
+                test = paired_test(single, system)
+                tests.append(test)
+                found.append((model, target, dataset, summarize(single), self.summaries[(m, task, prompt_set, target,
+                                                                                         condition)], test))
+        adjust(tests)
+        for model, target, dataset, single, summed, test in found:
+            rows.append([plots.short(model), target, dataset, _interval(single, "hard"), _interval(summed, "hard"),
+                         f"{test.difference:+.3f} [{test.ci[0]:+.3f}, {test.ci[1]:+.3f}]", _p(test.p),
+                         _p(test.p_holm), _mark(test), str(test.pairs)])
+        if not rows:
+            self.add("p", "Not available: the experiment needs the sentiment set's output-sum and single "
+                          "conditions with held-out prompt sets (prompts: [heldout]).")
+            return
+        self.add("table", header=header, rows=rows)
+        wins = sum(1 for *_, t in found if t.difference > 0)
+        significant = sum(1 for *_, t in found if t.p_holm is not None and t.p_holm < ALPHA)
+        self.add("p", f"Output-sum beats the single-dataset module in {wins} of {len(found)} comparisons; "
+                      f"{significant} of them differ significantly after Holm correction (α = {ALPHA}).")
+
+    def _examples(self) -> None:
+        self.add("h2", "Example generations")
+        for (model, task, prompt_set, target, condition), system in self.systems.items():
+            if prompt_set != ordered(k[2] for k in self.systems if k[1] == task)[0]:
+                continue  # the first prompt set of each task only
+            shown = [s for s in system.samples if s["sample"] == 0][: self.examples]
+            if not shown:
+                continue
+            self.add("h3", f"{task} → {target}, {condition} ({plots.short(model)}, prompts {prompt_set})")
+            rows = [[s["prompt"], " ".join((s["text"] or "").split()),
+                     "✔" if all(s["hits"].values()) else "✘"] for s in shown]
+            self.add("table", header=["prompt", "continuation", "on target"], rows=rows)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list[Block], out: Path) -> str:
+    lines = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(b.kind[1]) + " " + b.text, ""]
+        elif b.kind == "p":
+            lines += [b.text, ""]
+        elif b.kind == "table":
+            lines.append("| " + " | ".join(_md_cell(h) for h in b.header) + " |")
+            lines.append("|" + "|".join("---" for _ in b.header) + "|")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            lines.append("")
+        elif b.kind == "image":
+            lines += [f"![{b.text}]({b.path.relative_to(out).as_posix()})", "", f"*{b.text}*", ""]
+        elif b.kind == "code":
+            lines += ["```yaml", b.text.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
+             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}"
+             "img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"]
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            parts.append(f"<{b.kind}>{e(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            parts.append(f"<p>{e(b.text)}</p>")
+        elif b.kind == "table":
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b.header) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in b.rows]
+            parts.append("</table>")
+        elif b.kind == "image":
+            data = base64.b64encode(b.path.read_bytes()).decode()
+            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{e(b.text)}'>"
+                         f"<figcaption>{e(b.text)}</figcaption></figure>")
+        elif b.kind == "code":
+            parts.append(f"<pre>{e(b.text)}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(store, experiment: str, out: str | Path, examples: int = 3) -> dict[str, Path]:
+    """Write report.md, report.html and the PNGs into `out`; returns their paths."""
+    from loracompose.experiments.cache import write_atomic
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    builder = ReportBuilder(store, experiment, out, examples)
+    blocks = builder.build()
+    markdown = write_atomic(out / "report.md", to_markdown(blocks, out))
+    page = write_atomic(out / "report.html", to_html(blocks, f"loracompose report: {experiment}"))
+    tables = {"|".join(k): {f"{m}|{c}": {"hard": s.hard, "soft": s.soft, "perplexity": s.perplexity,
+                                         "distinct_2": s.distinct_2, "n": s.n,
+                                         "p_holm": None if t is None else t.p_holm}
+                            for (m, c), (s, t) in cells.items()}
+              for k, cells in builder.tables.items()}
+    data = write_atomic(out / "tables.json", json.dumps(tables, indent=2) + "\n")
+    return {"markdown": markdown, "html": page, "tables": data}

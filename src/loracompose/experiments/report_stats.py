@@ -1,0 +1,132 @@
+"""The numbers of the report, computed from the results database's per-sample rows.
+
+A *system* is one (model, task, prompt set, target, condition); its samples are
+pooled over seeds. For a system with n samples:
+
+    hard accuracy  mean of the per-sample hits (for several attributes: every attribute hit)
+    soft accuracy  mean of the per-sample mean over attributes of P(target | text)
+    perplexity     exp(Σ NLL / Σ tokens) over the samples (token-weighted), when measured
+    distinct-2     `evaluate.diversity` over the pooled continuations
+
+Intervals are cluster-bootstrap percentile intervals that resample prompts
+(`evaluate.significance.bootstrap_mean`). Against a baseline system the
+samples are paired on (prompt, sample, seed); the exact McNemar p-values of one
+table form one family, Holm-adjusted (`significance.holm`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from loracompose.evaluate.diversity import diversity
+from loracompose.evaluate.significance import bootstrap_mean, holm, mcnemar_exact, paired_bootstrap
+
+RESAMPLES = 2000
+
+
+@dataclass
+class System:
+    model: str
+    task: str
+    prompt_set: str
+    target: str
+    condition: str
+    samples: list[dict] = field(default_factory=list)
+
+    def hits(self) -> np.ndarray:
+        return np.array([all(s["hits"].values()) for s in self.samples], dtype=float)
+
+    def soft(self) -> np.ndarray:
+        return np.array([float(np.mean(list(s["soft"].values()))) for s in self.samples])
+
+    def prompts(self) -> list[str]:
+        return [s["prompt"] for s in self.samples]
+
+    def keyed(self) -> dict:
+        return {(s["prompt"], s["sample"], s["seed"]): s for s in self.samples}
+
+
+@dataclass
+class Summary:
+    hard: float
+    hard_ci: tuple[float, float]
+    soft: float
+    soft_ci: tuple[float, float]
+    perplexity: float | None
+    distinct_2: float | None
+    n: int
+    seeds: int
+
+
+def summarize(system: System) -> Summary:
+    hits, soft, prompts = system.hits(), system.soft(), system.prompts()
+    hard_ci = bootstrap_mean(hits, resamples=RESAMPLES, groups=prompts)
+    soft_ci = bootstrap_mean(soft, resamples=RESAMPLES, groups=prompts)
+    tokens = sum(s["tokens"] or 0 for s in system.samples if s.get("tokens") is not None)
+    measured = all(s.get("nll") is not None for s in system.samples) and tokens > 0
+    ppl = math.exp(sum(s["nll"] for s in system.samples) / tokens) if measured else None
+    d2 = diversity(prompts, [s["text"] or "" for s in system.samples]).as_dict()["distinct_2"]
+    return Summary(float(hits.mean()), (hard_ci.low, hard_ci.high), float(soft.mean()), (soft_ci.low, soft_ci.high),
+                   ppl, d2, len(hits), len({s["seed"] for s in system.samples}))
+
+
+@dataclass
+class Test:
+    difference: float  # hard accuracy, other − baseline, on the paired samples
+    ci: tuple[float, float]
+    p: float  # exact McNemar
+    p_holm: float | None = None
+    pairs: int = 0
+
+
+def paired_test(baseline: System, other: System) -> Test | None:
+    a, b = baseline.keyed(), other.keyed()
+    keys = [k for k in b if k in a]
+    if not keys:
+        return None
+    hit = lambda s: float(all(s["hits"].values()))  # noqa: E731
+    x, y = np.array([hit(a[k]) for k in keys]), np.array([hit(b[k]) for k in keys])
+    ci = paired_bootstrap(x, y, resamples=RESAMPLES, groups=[k[0] for k in keys])
+    return Test(ci.estimate, (ci.low, ci.high), mcnemar_exact(x, y).p_value, pairs=len(keys))
+
+
+def adjust(tests: list[Test | None]) -> None:
+    """Holm-adjust a family of tests in place."""
+    present = [t for t in tests if t is not None]
+    for test, p in zip(present, holm([t.p for t in present])):
+        test.p_holm = p
+
+
+def load_systems(store, experiment: str) -> dict[tuple, System]:
+    """(model, task, prompt_set, target, condition) → System with its samples (all seeds)."""
+    systems: dict[tuple, System] = {}
+    for s in store.samples(experiment=experiment):
+        key = (s["model"], s["task"], s["prompt_set"], s["target"], s["condition"])
+        systems.setdefault(key, System(*key)).samples.append(s)
+    return systems
+
+
+def baseline_condition(conditions: list[str], prompt_set: str) -> str | None:
+    """The single-dataset module of the prompt set's dataset; else the first single module; else the base."""
+    own = f"single:{prompt_set.split(':', 1)[1]}" if prompt_set.startswith("heldout:") else None
+    if own in conditions:
+        return own
+    singles = [c for c in conditions if c.startswith("single:")]
+    if singles:
+        return singles[0]
+    return "base" if "base" in conditions else None
+
+
+def ordered(values, order=None) -> list:
+    values = list(dict.fromkeys(values))
+    if order:
+        return sorted(values, key=lambda v: (order.index(v) if v in order else len(order), v))
+    return values
+
+
+def json_or_empty(text: str | None) -> dict:
+    return json.loads(text) if text else {}

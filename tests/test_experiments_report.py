@@ -1,0 +1,85 @@
+"""The report renders from a results database with known rows, and its tables hold those numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from loracompose.cli import main
+from loracompose.experiments.report import write_report
+from loracompose.experiments.store import Store
+
+PROMPTS = [f"Prompt {i}" for i in range(6)]
+# 12 samples (6 prompts × 2) per condition, paired on (prompt, sample, seed).
+HITS = {
+    "single:imdb": [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],  # 4/12
+    "output-sum": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0],  # 10/12: 6 discordant pairs, all won → p = 2/2^6
+    "base": [1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # 2/12: 2 discordant pairs, both lost → p = 2/2^2 = 0.5
+}
+
+
+def metrics(hits: list[int]) -> dict:
+    samples = [{"prompt": PROMPTS[i // 2], "sample": i % 2, "seed": 0, "hits": {"sentiment": bool(h)},
+                "soft": {"sentiment": 0.9 if h else 0.2}, "nll": 5 * math.log(20.0), "tokens": 5,
+                "text": f" words {i} and more {i} text"} for i, h in enumerate(hits)]
+    value = sum(hits) / len(hits)
+    return {"attributes": {"sentiment": {"target": "positive", "hard_accuracy": {"value": value, "ci": [0, 1]},
+                                         "soft_accuracy": {"value": 0.5, "ci": [0, 1]}, "judge_panel": "p"}},
+            "joint_hard_accuracy": None, "generations": {"records": len(hits)},
+            "fluency": {"perplexity": 20.0, "ci": [19, 21], "reference_model": "ref"},
+            "diversity": {"distinct_1": 1.0, "distinct_2": 1.0, "distinct_3": 1.0}, "provenance": {},
+            "samples": samples}
+
+
+@pytest.fixture()
+def db(tmp_path):
+    path = tmp_path / "results.sqlite"
+    with Store(path) as store:
+        run = store.start_run("known", "name: known\n", "inprocess", "test machine", "2026-01-01T00:00:00", "log")
+        for condition, hits in HITS.items():
+            store.put({"experiment": "known", "model": "tiny", "task": "sentiment", "prompt_set": "heldout:imdb",
+                       "condition": condition, "target": "positive", "seed": 0, "generate_key": "g",
+                       "evaluate_key": condition, "metrics": metrics(hits)}, run)
+        store.finish_run(run, "2026-01-01T00:10:00", 600.0, "done", 3, {"train": 1})
+    return path
+
+
+def test_report_tables_hold_the_known_numbers(db, tmp_path):
+    with Store(db) as store:
+        paths = write_report(store, "known", tmp_path / "report")
+    md = paths["markdown"].read_text()
+    tables = json.loads(paths["tables"].read_text())["sentiment|heldout:imdb|positive"]
+    assert tables["tiny|output-sum"]["hard"] == pytest.approx(10 / 12)
+    assert tables["tiny|single:imdb"]["hard"] == pytest.approx(4 / 12)
+    assert tables["tiny|base"]["hard"] == pytest.approx(2 / 12)
+    assert tables["tiny|output-sum"]["perplexity"] == pytest.approx(20.0)
+    # Holm over the table's two tests: p = 1/32 and 1/2 → 2·(1/32) = 0.0625 and max(0.0625, 0.5) = 0.5.
+    assert tables["tiny|output-sum"]["p_holm"] == pytest.approx(0.0625)
+    assert tables["tiny|base"]["p_holm"] == pytest.approx(0.5)
+    assert tables["tiny|single:imdb"]["p_holm"] is None
+    assert "| output-sum | tiny | 0.833 [" in md and "| +0.500 [" in md
+    assert "| single:imdb (baseline) | tiny | 0.333 [" in md
+    assert "| base | tiny | 0.167 [" in md and "| -0.167 [" in md
+    # Perplexity exp(Σ NLL / Σ tokens) = 20; distinct-2 per prompt: two texts of 5 bigrams share one → 9/10.
+    assert "| 20.0 | 0.900 | 12 |" in md
+    # Headline: output-sum vs single:imdb on IMDb's held-out prompts, one test: p = 1/32, significant.
+    headline = md.split("## Headline")[1].split("##")[0]
+    assert "| tiny | positive | imdb | 0.333 [" in headline and "| +0.500 [" in headline
+    assert "| 0.031 | 0.031 | ▲ | 12 |" in headline
+    assert "test machine" in md and "600 s" in md
+    assert (tmp_path / "report" / "accuracy-sentiment-positive-tiny.png").stat().st_size > 1000
+    page = paths["html"].read_text()
+    assert "data:image/png;base64," in page and "<td>0.833 [" in page
+
+
+def test_results_and_report_commands(db, tmp_path, capsys):
+    assert main(["results", "--db", str(db), "--condition", "output-sum"]) == 0
+    out = capsys.readouterr().out
+    assert "output-sum" in out and "0.833" in out and "single:imdb" not in out
+    assert main(["report", "--db", str(db), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.md").is_file()
+    assert main(["report", "--db", str(tmp_path / "missing.sqlite")]) == 2
+    assert main(["report", "--db", str(db), "--experiment", "other"]) == 2
+    assert "no experiment 'other'" in capsys.readouterr().err
