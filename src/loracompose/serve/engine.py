@@ -104,6 +104,8 @@ class Engine:
 
     def plan(self, request: CompletionRequest | ChatRequest) -> Plan:
         prompts = request.prompts if isinstance(request, CompletionRequest) else [self.chat_prompt(request)]
+        if not prompts:
+            raise ApiError(400, "prompt: give a string or a non-empty list of strings", "prompt")
         s = self.settings
         composition = self._composition(request)
         max_tokens = s.default_max_tokens if request.max_tokens is None else request.max_tokens

@@ -91,7 +91,7 @@ class Sampling(Strict):
 
 
 class CompletionRequest(Sampling):
-    prompt: str | list[str] = Field(min_length=1)
+    prompt: str | list[str]
     echo: bool | None = None
     best_of: int | None = None
     suffix: str | None = None
