@@ -1,0 +1,49 @@
+"""The issue's performance targets, checked against a bench.json's figures.
+
+Each target is a ratio measured side by side in the same run:
+
+    fused 8 modules, decode step        ≤ 1.3 × the fused 1-module step     (float and NF4)
+    PEFT 8 adapters ÷ fused 8 modules   ≥ 2                                  (float; NF4 reported)
+    mixed batch of 16 compositions      ≥ 4 × 16 separate generations        (tokens/s)
+    training real-text tokens/s         ≥ 1.3 × reference (tweets), ≥ 1.0 × (IMDb)
+    training peak memory                ≤ 1.0 × reference
+"""
+
+from __future__ import annotations
+
+
+def _row(name: str, setting: str, value: float | None, bound: float | None, direction: str | None) -> dict:
+    met = None
+    if value is not None and bound is not None:
+        met = value <= bound if direction == "<=" else value >= bound
+    return {"target": name, "setting": setting, "measured": value,
+            "needed": f"{direction} {bound:g}" if bound is not None else "reported", "met": met}
+
+
+def check(figures: dict) -> list[dict]:
+    rows = []
+    composition = figures.get("composition") or {}
+    for quantize, label in (("none", "float"), ("nf4", "NF4")):
+        for key, block in (composition.get(quantize) or {}).items():
+            ratios = block["ratios"].get("8")
+            if ratios is None:
+                continue
+            setting = f"{label} base, batch {block['batch']}"
+            rows.append(_row("fused 8-module step ÷ fused 1-module step", setting,
+                             ratios["fused_over_fused_1"], 1.3, "<="))
+            rows.append(_row("PEFT 8-adapter step ÷ fused 8-module step", setting, ratios["peft_over_fused"],
+                             2.0 if quantize == "none" else None, ">=" if quantize == "none" else None))
+    mixed = figures.get("mixed_batch") or {}
+    if "ratio_batched_over_separate" in mixed:
+        rows.append(_row("mixed batch of 16 ÷ 16 separate generations (tokens/s)",
+                         f"{mixed['setting']['new_tokens']} new tokens each, float base",
+                         mixed["ratio_batched_over_separate"], 4.0, ">="))
+    training = figures.get("training") or {}
+    for dataset, bound in (("tweets", 1.3), ("imdb", 1.0)):
+        if dataset in training:
+            result = training[dataset]
+            rows.append(_row(f"training real-text tokens/s ÷ reference ({dataset})", "NF4, batch 8 × 64",
+                             result["ratio_tokens_per_s"], bound, ">="))
+            rows.append(_row(f"training peak memory ÷ reference ({dataset})", "NF4, batch 8 × 64",
+                             result["ratio_peak_memory"], 1.0, "<="))
+    return rows
