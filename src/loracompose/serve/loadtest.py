@@ -123,10 +123,10 @@ def run_load_test(base_url: str, compositions: list[dict | None], clients: int =
 
 @contextlib.contextmanager
 def serve_in_background(model_spec: str, modules_dir: str | None, quantize: str | None = None,
-                        judges=None, **settings):
+                        judge_service=None, **settings):
     """Load the model, serve it on a free loopback port in a thread, yield the base URL; stop on exit.
 
-    settings: `ServeSettings` fields; judges: a `judging.JudgeService` (default: from settings.judges).
+    settings: `ServeSettings` fields; judge_service: a `judging.JudgeService` (default: from settings.judges).
     """
     import uvicorn
 
@@ -137,7 +137,7 @@ def serve_in_background(model_spec: str, modules_dir: str | None, quantize: str 
     config = ServeSettings(**{"host": "127.0.0.1", "port": 0, **settings})
     _check_loopback(f"http://{config.host}")
     engine = Engine.load(model_spec, modules_dir, config, quantize=quantize)
-    app = create_app(engine, config.api_key, judges)
+    app = create_app(engine, config.api_key, judge_service)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host, config.port))

@@ -4,6 +4,11 @@ const $ = (id) => document.getElementById(id);
 let baseModel = null;
 let range = [-1, 2];
 
+function say(message, error = true) {
+  $("status").textContent = message;
+  $("status").className = error ? "error" : "";
+}
+
 function headers() {
   const h = { "Content-Type": "application/json" };
   const key = $("api-key").value.trim();
@@ -25,6 +30,8 @@ async function loadModels() {
   range = [Math.max(-1, lo), Math.min(2, hi)];  // the page's sliders: −1 to 2, within the server's range
   $("base").textContent = "Base model: " + base.id + ".";
   const box = $("sliders");
+  const previous = {};  // keep the weights when the list is reloaded (e.g. after typing an API key)
+  for (const input of box.querySelectorAll("input[type=range]")) previous[input.dataset.module] = input.value;
   box.textContent = "";
   const modules = models.filter((m) => m.kind === "module");
   if (!modules.length) box.textContent = "no modules: the base model alone";
@@ -38,10 +45,11 @@ async function loadModels() {
     info.textContent = [m.attribute, m.label].filter(Boolean).join(": ");
     label.appendChild(info);
     const input = document.createElement("input");
-    Object.assign(input, { type: "range", min: range[0], max: range[1], step: 0.1, value: 0, id: "w-" + m.id });
+    Object.assign(input, { type: "range", min: range[0], max: range[1], step: 0.1, id: "w-" + m.id });
+    input.value = previous[m.id] || 0;
     input.dataset.module = m.id;
     const value = document.createElement("output");
-    value.textContent = "0";
+    value.textContent = Number(input.value).toFixed(1);
     input.addEventListener("input", () => { value.textContent = Number(input.value).toFixed(1); });
     row.append(label, input, value);
     box.appendChild(row);
@@ -58,7 +66,7 @@ function composition() {
 }
 
 async function generate() {
-  $("status").textContent = "";
+  say("", false);
   $("judges").textContent = "—";
   const out = $("output");
   out.textContent = "";
@@ -75,7 +83,7 @@ async function generate() {
   $("generate").disabled = true;
   try {
     const response = await fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
-    if (!response.ok) { $("status").textContent = await apiError(response); return; }
+    if (!response.ok) { say(await apiError(response)); return; }
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -91,14 +99,16 @@ async function generate() {
         const data = line.slice(6);
         if (data === "[DONE]") continue;
         const chunk = JSON.parse(data);
-        if (chunk.error) { $("status").textContent = chunk.error.message; continue; }
+        if (chunk.error) { say(chunk.error.message); continue; }
         for (const choice of chunk.choices) textSpan.textContent += choice.text || "";
       }
     }
-    $("status").textContent = "done";
-    await judge(promptSpan.textContent + textSpan.textContent);
+    if (!$("status").textContent) {  // no error event in the stream
+      say("done", false);
+      await judge(promptSpan.textContent + textSpan.textContent);
+    }
   } catch (e) {
-    $("status").textContent = "request failed: " + e;
+    say("request failed: " + e);
   } finally {
     $("generate").disabled = false;
   }

@@ -1,0 +1,84 @@
+"""The playground in a real browser: headless Debian chromium driven by Playwright (no browser download)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from serve_helpers import make_modules  # noqa: E402
+from loracompose.serve.loadtest import serve_in_background  # noqa: E402
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser")
+                             or "") if p and Path(p).is_file()), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium; .ci/run does)")
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir, tmp_path_factory):
+    modules_dir = make_modules(tiny_model_dir, tmp_path_factory.mktemp("browser-modules"))
+    with serve_in_background(str(tiny_model_dir), str(modules_dir), api_key="k3y", judges="none") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+def test_move_a_slider_generate_and_see_streamed_text(served, browser):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(served)
+    page.fill("#api-key", "k3y")
+    page.locator("#api-key").blur()  # the change event: the page lists the models with the key
+    slider = page.locator("input[data-module='positive@tiny']")
+    slider.wait_for()
+    assert page.locator("#sliders input[type=range]").count() == 2
+    assert slider.get_attribute("min") == "-1" and slider.get_attribute("max") == "2"
+    box = slider.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)  # a click moves the thumb there
+    for _ in range(3):
+        slider.press("ArrowRight")  # and the keyboard nudges it by 0.1 a press
+    weight = float(slider.input_value())
+    assert 0.5 < weight <= 2
+    assert page.locator("#sliders output").first.text_content() == f"{weight:.1f}"
+    page.select_option("#method", "output-mean")
+    page.fill("#max-tokens", "24")
+    # Count the text's growth as the stream arrives.
+    page.evaluate("""() => { window.__updates = 0; new MutationObserver(() => window.__updates++)
+        .observe(document.getElementById('output'), {subtree: true, childList: true, characterData: true}); }""")
+    with page.expect_request("**/v1/completions") as sent:
+        page.click("#generate")
+    body = json.loads(sent.value.post_data)
+    assert body["stream"] is True and body["max_tokens"] == 24
+    assert body["composition"] == {"modules": {"positive@tiny": weight}, "method": "output-mean"}
+    assert sent.value.headers["authorization"] == "Bearer k3y"
+    page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=30_000)
+    text = page.locator("#generated").text_content()
+    assert len(text.strip()) > 0
+    assert page.evaluate("window.__updates") > 3  # the text arrived in pieces, not at once
+    page.wait_for_function("document.getElementById('judges').textContent.includes('no judges')", timeout=10_000)
+    assert errors == []
+
+
+def test_the_page_shows_the_servers_error_message(served, browser):
+    page = browser.new_page()
+    page.goto(served)
+    page.wait_for_function("document.getElementById('sliders').textContent.includes('missing or wrong API key')")
+    page.fill("#api-key", "k3y")
+    page.locator("#api-key").blur()
+    page.locator("input[data-module='sport@tiny']").wait_for()
+    page.fill("#max-tokens", "100000")
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('status').textContent.includes('max_tokens 100000 is out of "
+                           "range')")
