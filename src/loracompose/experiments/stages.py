@@ -118,13 +118,12 @@ def run_compose(unit: ComposeUnit, workdir: Path, quantize: str = "none") -> dic
     composition = {name: 1.0 for name in unit.modules}
     if unit.method == "learn-weights":
         from loracompose.compose.learn import LearnConfig, learn_weights
+        from loracompose.data import load_attribute_dataset
 
         settings = dict(unit.settings)
-        per_part = int(settings.pop("examples", 32))
+        per_part = int(settings.pop("examples", 32))  # example texts per module's dataset and label
         texts = []
         for name, recipe in unit.recipes.items():
-            from loracompose.data import load_attribute_dataset
-
             for dataset in recipe.datasets:
                 pool = load_attribute_dataset(dataset).texts("train", recipe.label)
                 texts += random.Random(f"learn:{name}:{dataset}").sample(pool, min(per_part, len(pool)))
