@@ -158,8 +158,17 @@ class Decoder:
             self.finished[index] = True
 
     def _forward(self, **inputs):
+        # Set only when another composition is active: the fused layers keep their coefficients
+        # for as long as the weights stay the same object (see compose/fused.py).
+        if self.composed.state.weights is not self.row_weights:
+            self.composed.set_weights(self.row_weights)
+        return self.model(attention_mask=self.mask, position_ids=self.positions, use_cache=True, **inputs)
+
+    def run(self) -> None:
+        """Decode to the end, then put back the composition that was active before."""
         with self.composed.composition(self.row_weights):
-            return self.model(attention_mask=self.mask, position_ids=self.positions, use_cache=True, **inputs)
+            while not self.done:
+                self.step()
 
     @torch.no_grad()
     def step(self) -> list[int]:
@@ -229,8 +238,7 @@ def sample(composed, tokenizer, prompts: list[str], seeds: list[int], config: Sa
             rows, coeff = (None if weights is None else weights[b : b + 1]), None
         sequences.append(Sequence(ids.tolist(), seed, config, rows, coeff))
     decoder = Decoder(composed, tokenizer, sequences)
-    while not decoder.done:
-        decoder.step()
+    decoder.run()
     return [_continuation(tokenizer, p, g) for p, g in zip(prompts_ids, decoder.generated.cpu())]
 
 

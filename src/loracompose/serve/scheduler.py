@@ -159,6 +159,13 @@ class Scheduler:
         if len({str(j.plan.sequences[0].rows) + str(j.plan.sequences[0].coefficients) for j in batch}) > 1:
             self.stats["mixed_batches"] += 1
         decoder = Decoder(engine.composed, engine.tokenizer, sequences, last_logits_only=True)
+        with engine.composed.composition(decoder.row_weights):  # held for the batch (coefficients cached)
+            self._steps(batch, owner, decoder)
+        for job in batch:
+            if not job.answered:  # every sequence finished at once with the last step
+                self._answer(job, "done", None)
+
+    def _steps(self, batch: list[Job], owner: list, decoder: Decoder) -> None:
         while not decoder.done:
             changed = decoder.step()
             now = time.monotonic()
@@ -181,9 +188,6 @@ class Scheduler:
                     for index, (owner_job, _) in enumerate(owner):
                         if owner_job is job:
                             decoder.cancel(index)
-        for job in batch:
-            if not job.answered:  # every sequence finished at once with the last step
-                self._answer(job, "done", None)
 
     def _advance(self, job: Job, choice: int, decoder: Decoder, index: int) -> str:
         """Update a choice's text after a step (stop strings end it); the new text safe to stream."""
