@@ -39,7 +39,9 @@ BAD = [  # (body builder, status, message fragment)
     (lambda n: {"model": n}, 400, "field 'prompt' is required"),
     (lambda n: ok(n, max_tokens="ten"), 400, "max_tokens: Input should be a valid integer (got 'ten')"),
     (lambda n: ok(n, max_tokens=1.5), 400, "max_tokens: Input should be a valid integer"),
-    (lambda n: ok(n, prompt=7), 400, "prompt: input should be a valid string or a valid list (got 7)"),
+    (lambda n: ok(n, prompt=7), 400, "prompt: expected a string or a list of strings"),
+    (lambda n: ok(n, prompt=[1, 2]), 400, "prompt: expected a string or a list of strings"),
+    (lambda n: ok(n, stop=3), 400, "stop: expected a string or a list of up to 4 strings"),
     (lambda n: ok(n, temperature="hot"), 400, "temperature: Input should be a valid number"),
     (lambda n: ok(n, temperature=3), 400, "temperature: Input should be less than or equal to 2"),
     (lambda n: ok(n, top_p=0), 400, "top_p: Input should be greater than 0"),
@@ -96,6 +98,11 @@ def test_bad_completion_requests(url, tiny_model_dir, index):
 
 def test_nan_weights_and_bad_chat_bodies(url, tiny_model_dir):
     name = tiny_model_dir.name
+    for body, message in [('{"model": "%s", "prompt": "a \\ud800 b"}' % name, "the prompt is not valid Unicode text"),
+                          ('{"prompt": ' + "[" * 10_000 + "]" * 10_000 + "}", "could not be parsed as JSON"),
+                          (b'{"model": "x", "prompt": "\xff"}', "could not be parsed as JSON")]:
+        response = httpx.post(f"{url}/v1/completions", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400 and message in response.json()["error"]["message"], response.text
     nan = '{"model": "%s", "prompt": "x", "composition": {"modules": {"%s": NaN}}}' % (name, POS)
     response = httpx.post(f"{url}/v1/completions", content=nan, headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and "weight nan of 'positive@tiny' is out of range" in response.text
@@ -103,13 +110,18 @@ def test_nan_weights_and_bad_chat_bodies(url, tiny_model_dir):
         ({"model": name, "messages": []}, "messages: List should have at least 1 item"),
         ({"model": name, "messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role: Input should be"),
         ({"model": name, "messages": [{"role": "user"}]}, "field 'messages.0.content' is required"),
+        ({"model": name, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+         'messages.0.content: expected a string or a list of {"type": "text", "text": ...} parts'),
+        ({"model": name, "messages": [{"role": "user", "content": "\udfff"}]},
+         "the prompt is not valid Unicode text (surrogates not allowed"),
         ({"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
           "max_completion_tokens": 3}, "give max_tokens or max_completion_tokens, not both"),
         ({"model": name, "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]},
          "tools="),
     ]
     for body, message in chats:
-        response = httpx.post(f"{url}/v1/chat/completions", json=body)
+        response = httpx.post(f"{url}/v1/chat/completions", content=json.dumps(body),  # escapes the surrogate
+                              headers={"Content-Type": "application/json"})
         assert response.status_code == 400 and message in response.json()["error"]["message"], response.text
 
 

@@ -36,6 +36,10 @@ def _error(status: int, message: str, param: str | None = None, headers: dict | 
     return JSONResponse(error_body(status, message, param), status_code=status, headers=headers)
 
 
+_UNIONS = {"prompt": "a string or a list of strings", "stop": "a string or a list of up to 4 strings",
+           "content": "a string or a list of {\"type\": \"text\", \"text\": ...} parts"}
+
+
 def _where(error: dict) -> list[str]:
     """The field path, without 'body' and pydantic's union tags ('str', 'list[str]', 'function-after[...]')."""
     tags = ("str", "int", "float", "bool", "list", "dict")
@@ -49,10 +53,12 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = errors[0]
     kind, loc = first.get("type", ""), _where(first)
     where = ".".join(loc)
-    same = [e for e in errors if _where(e) == loc]
-    if len(same) > 1:  # a union (e.g. prompt: a string or a list of strings): every alternative's complaint
-        alternatives = " or ".join(dict.fromkeys(e["msg"].removeprefix("Input should be ") for e in same))
-        return f"{where}: input should be {alternatives} (got {first.get('input')!r:.60})", where
+    raw = [str(p) for p in first.get("loc", ())]
+    union = next((i for i, p in enumerate(raw) if p in _UNIONS and i + 1 < len(raw) and
+                  ("[" in raw[i + 1] or raw[i + 1] == "str")), None)
+    if union is not None:  # a union field (prompt, content, stop): say what it takes as a whole
+        where = ".".join(_where({"loc": first["loc"][: union + 1]}))
+        return f"{where}: expected {_UNIONS[raw[union]]}", where
     if kind == "json_invalid":
         return f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}", None
     if not loc and kind in ("model_attributes_type", "dict_type", "model_type", "missing"):
@@ -103,7 +109,8 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        message = {404: f"no route {request.url.path}; routes: /v1/completions, /v1/chat/completions, "
+        message = {400: "the request body could not be parsed as JSON (invalid UTF-8, or nested too deeply)",
+                   404: f"no route {request.url.path}; routes: /v1/completions, /v1/chat/completions, "
                         "/v1/models, /v1/judge, /health, /",
                    405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code,
                                                                                              str(exc.detail))

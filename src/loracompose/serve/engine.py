@@ -122,6 +122,11 @@ class Engine:
         seed = secrets.randbits(62) if request.seed is None else request.seed
         sequences, prompt_tokens = [], 0
         for prompt in prompts:
+            try:
+                prompt.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ApiError(400, f"the prompt is not valid Unicode text ({exc.reason} at character {exc.start})",
+                               "prompt") from None
             ids = self.encode(prompt)
             limit = min(s.max_prompt_tokens, self.context - max_tokens)
             if not ids:
