@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -198,3 +199,14 @@ def test_requests_past_their_deadline_are_cancelled(tiny_model_dir, modules_dir)
         health = httpx.get(f"{url}/health").json()
         assert health["timed_out"] == 2 and health["queued"] == 0
         assert httpx.get(f"{url}/health").json()["batches"] == 2
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_rows(tiny_model_dir, modules_dir):
+    with serve_in_background(str(tiny_model_dir), str(modules_dir), max_tokens_cap=240, judges="none") as url:
+        body = {"model": tiny_model_dir.name, "prompt": "The movie", "max_tokens": 240, "seed": 0, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/completions", json=body) as stream:
+            next(stream.iter_lines())  # one event, then hang up
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/health").json()["client_gone"] < 1:
+            assert time.monotonic() < deadline, "the scheduler did not notice the client leaving"
+            time.sleep(0.01)

@@ -59,7 +59,7 @@ class Scheduler:
         self.stopping = False
         self.batch_seconds = 1.0  # moving average of a batch's duration: the Retry-After estimate
         self.stats = {"batches": 0, "sequences": 0, "max_batch_jobs": 0, "max_batch_rows": 0, "max_queue_seen": 0,
-                      "rejected": 0, "timed_out": 0, "mixed_batches": 0}
+                      "rejected": 0, "timed_out": 0, "client_gone": 0, "mixed_batches": 0}
         self.thread = threading.Thread(target=self._run, name="loracompose-scheduler", daemon=True)
         self.thread.start()
 
@@ -100,6 +100,7 @@ class Scheduler:
 
     def _expired(self, job: Job, now: float) -> bool:
         if job.cancelled:
+            self.stats["client_gone"] += 1
             self._answer(job, "error", (499, "the client closed the request"))
             return True
         if now > job.deadline:
