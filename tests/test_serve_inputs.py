@@ -54,7 +54,7 @@ BAD = [  # (body builder, status, message fragment)
      "tokens; with max_tokens 4 at most 100 fit (context 256, prompt cap 100)"),
     (lambda n: ok(n, prompt=""), 400, "the prompt is empty (0 tokens)"),
     (lambda n: ok(n, prompt=[]), 400, "prompt: give a string or a non-empty list of strings"),
-    (lambda n: ok("gpt-4"), 404, f"unknown model 'gpt-4'; known: "),
+    (lambda n: ok("gpt-4"), 404, "unknown model 'gpt-4'; known: "),
     (lambda n: ok(n, composition={"modules": {"happy": 1}}), 404,
      f"unknown module 'happy'; known modules: {POS}, sport@tiny"),
     (lambda n: ok(n, composition={"modules": {"../../etc/passwd": 1}}), 404, "unknown module '../../etc/passwd'"),
