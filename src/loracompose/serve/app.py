@@ -151,7 +151,10 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
         events: asyncio.Queue = asyncio.Queue()
 
         def emit(kind, payload):  # called from the scheduler thread
-            loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+            except RuntimeError:  # the event loop is closed: the server is shutting down
+                pass
 
         job = Job(plan, emit, time.monotonic() + settings.request_timeout_s, stream=body.stream)
         try:
