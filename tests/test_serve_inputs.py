@@ -210,3 +210,12 @@ def test_a_client_that_leaves_mid_stream_frees_its_rows(tiny_model_dir, modules_
         while httpx.get(f"{url}/health").json()["client_gone"] < 1:
             assert time.monotonic() < deadline, "the scheduler did not notice the client leaving"
             time.sleep(0.01)
+
+
+def test_a_server_without_modules_serves_the_base(tiny_model_dir):
+    with serve_in_background(str(tiny_model_dir), None, judges="none") as url:
+        assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == [tiny_model_dir.name]
+        body = {"model": tiny_model_dir.name, "prompt": "x", "max_tokens": 2}
+        assert httpx.post(f"{url}/v1/completions", json=body).status_code == 200
+        response = httpx.post(f"{url}/v1/completions", json={**body, "composition": {"modules": {POS: 1}}})
+        assert response.status_code == 404 and "known modules: none" in response.json()["error"]["message"]
