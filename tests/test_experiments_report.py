@@ -42,6 +42,13 @@ def db(tmp_path):
             store.put({"experiment": "known", "model": "tiny", "task": "sentiment", "prompt_set": "heldout:imdb",
                        "condition": condition, "target": "positive", "seed": 0, "generate_key": "g",
                        "evaluate_key": condition, "metrics": metrics(hits)}, run)
+        for target, hits in (("positive+sport", HITS["output-sum"]), ("negative+sport", HITS["base"])):
+            m = metrics(hits)
+            for s in m["samples"]:
+                s["hits"]["topic"], s["soft"]["topic"] = True, 0.8
+            store.put({"experiment": "known", "model": "tiny", "task": "multi", "prompt_set": "pplm",
+                       "condition": "output-sum", "target": target, "seed": 0, "generate_key": "g",
+                       "evaluate_key": target, "metrics": m}, run)
         store.finish_run(run, "2026-01-01T00:10:00", 600.0, "done", 3, {"train": 1})
     return path
 
@@ -68,8 +75,11 @@ def test_report_tables_hold_the_known_numbers(db, tmp_path):
     headline = md.split("## Headline")[1].split("##")[0]
     assert "| tiny | positive | imdb | 0.333 [" in headline and "| +0.500 [" in headline
     assert "| 0.031 | 0.031 | ▲ | 12 |" in headline
-    assert "test machine" in md and "600 s" in md
-    assert (tmp_path / "report" / "accuracy-sentiment-positive-tiny.png").stat().st_size > 1000
+    assert "test machine" in md and "| 10 min 0 s | train 1 |" in md
+    for plot in ("accuracy-sentiment-positive-tiny.png", "perplexity-sentiment-tiny.png", "heatmap-multi-tiny.png"):
+        assert (tmp_path / "report" / plot).stat().st_size > 1000
+    multi = json.loads(paths["tables"].read_text())["multi|pplm|positive+sport"]
+    assert multi["tiny|output-sum"]["hard"] == pytest.approx(10 / 12)  # sentiment and topic both hit
     page = paths["html"].read_text()
     assert "data:image/png;base64," in page and "<td>0.833 [" in page
 

@@ -50,6 +50,18 @@ def _p(value) -> str:
     return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
 
 
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "–"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _stages(text: str | None) -> str:
+    counts = json.loads(text) if text else {}
+    return ", ".join(f"{stage} {n}" for stage, n in counts.items()) or "none (all cached)"
+
+
 def _mark(test) -> str:
     """▲/▼: better/worse than the baseline with Holm-adjusted p < 0.05; = otherwise."""
     if test is None or test.p_holm is None:
@@ -62,6 +74,11 @@ def _mark(test) -> str:
 def _interval(summary: Summary, attr: str) -> str:
     value, (lo, hi) = getattr(summary, attr), getattr(summary, f"{attr}_ci")
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _prompt_set_order(prompt_sets) -> list[str]:
+    """PPLM first, then held-out sets and files by name."""
+    return sorted(set(prompt_sets), key=lambda p: (p != "pplm", p))
 
 
 def _condition_order(task: str, conditions) -> list[str]:
@@ -88,13 +105,13 @@ class ReportBuilder:
         self.add("h1", f"Experiment report: {self.experiment}")
         if last:
             r = last[0]
-            self.add("p", f"Run finished {r['finished'] or r['started']} (UTC) on {r['machine']}; executor "
-                          f"{r['executor']}. Wall time of that run: {_f(r['wall_seconds'], 0)} s "
-                          f"(stages run: {r['stages_run'] or '–'}).")
-            total = sum(x["wall_seconds"] or 0 for x in runs)
-            if len(runs) > 1:
-                self.add("p", f"{len(runs)} runs of this experiment are recorded, {total:.0f} s in all "
-                              "(later runs reuse the cached stages of earlier ones).")
+            self.add("p", f"Latest run finished {r['finished'] or r['started']} (UTC) on {r['machine']}.")
+        if runs:
+            self.add("p", "Runs of this experiment (a later run reuses the stages an earlier one finished):")
+            self.add("table", header=["run", "started (UTC)", "finished (UTC)", "status", "executor", "wall time",
+                                      "stages run"],
+                     rows=[[str(i), r["started"] or "–", r["finished"] or "–", r["status"] or "–", r["executor"] or "–",
+                            _duration(r["wall_seconds"]), _stages(r["stages_run"])] for i, r in enumerate(runs, 1)])
         self.add("p", "Hard accuracy: share of continuations whose judges' majority vote is the target (several "
                       "attributes: every one). Soft accuracy: mean probability of the target. Intervals: 95% "
                       "bootstrap over prompts. Δ: hard accuracy minus the baseline's on the same (prompt, "
@@ -116,7 +133,7 @@ class ReportBuilder:
         self.add("h2", f"Task set: {task}")
         keys = [k for k in self.systems if k[1] == task]
         conditions = _condition_order(task, (k[4] for k in keys))
-        for prompt_set in ordered(k[2] for k in keys):
+        for prompt_set in _prompt_set_order(k[2] for k in keys):
             for target in ordered(k[3] for k in keys if k[2] == prompt_set):
                 self._table(task, prompt_set, target, conditions)
         self._accuracy_plot(task, keys, conditions)
@@ -158,7 +175,7 @@ class ReportBuilder:
     def _accuracy_plot(self, task: str, keys, conditions: list[str]) -> None:
         for model in self.models:
             for target in ordered(k[3] for k in keys if k[0] == model):
-                series = ordered(k[2] for k in keys if k[0] == model and k[3] == target)
+                series = _prompt_set_order(k[2] for k in keys if k[0] == model and k[3] == target)
                 rows = {(k[2], k[4]): self.summaries[k] for k in keys if k[0] == model and k[3] == target}
                 name = f"accuracy-{task}-{_slug(target)}-{_slug(plots.short(model))}.png"
                 path = plots.accuracy_by_condition(rows, conditions, series,
@@ -226,6 +243,7 @@ class ReportBuilder:
                 found.append((model, target, dataset, summarize(single), self.summaries[(m, task, prompt_set, target,
                                                                                          condition)], test))
         adjust(tests)
+        found.sort(key=lambda f: (self.models.index(f[0]), f[1], f[2]))
         for model, target, dataset, single, summed, test in found:
             rows.append([plots.short(model), target, dataset, _interval(single, "hard"), _interval(summed, "hard"),
                          f"{test.difference:+.3f} [{test.ci[0]:+.3f}, {test.ci[1]:+.3f}]", _p(test.p),
@@ -240,10 +258,17 @@ class ReportBuilder:
         self.add("p", f"Output-sum beats the single-dataset module in {wins} of {len(found)} comparisons; "
                       f"{significant} of them differ significantly after Holm correction (α = {ALPHA}).")
 
+    def _example_order(self, key: tuple) -> tuple:
+        model, task, prompt_set, target, condition = key
+        conditions = _condition_order(task, (k[4] for k in self.systems if k[1] == task))
+        return self.models.index(model), task, target, conditions.index(condition)
+
     def _examples(self) -> None:
         self.add("h2", "Example generations")
-        for (model, task, prompt_set, target, condition), system in self.systems.items():
-            if prompt_set != ordered(k[2] for k in self.systems if k[1] == task)[0]:
+        for key in sorted(self.systems, key=self._example_order):
+            model, task, prompt_set, target, condition = key
+            system = self.systems[key]
+            if prompt_set != _prompt_set_order(k[2] for k in self.systems if k[1] == task)[0]:
                 continue  # the first prompt set of each task only
             shown = [s for s in system.samples if s["sample"] == 0][: self.examples]
             if not shown:

@@ -20,7 +20,7 @@ def accuracy_by_condition(rows: dict, conditions: list[str], series: list[str], 
 
     rows: (series, condition) → Summary.
     """
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(conditions) + 2), 4.0))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(conditions) + 3.5), 4.0))
     width = 0.8 / max(1, len(series))
     for i, name in enumerate(series):
         xs, ys, lo, hi = [], [], [], []
@@ -38,7 +38,7 @@ def accuracy_by_condition(rows: dict, conditions: list[str], series: list[str], 
     ax.set_ylabel("hard accuracy (95% CI)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="prompts", title_fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
