@@ -204,7 +204,11 @@ def compositions_for(mix: str, names: list[str], count: int, seed: int) -> list[
 
 def bench(args) -> dict:
     """Run the load test as the CLI asks: against --url, or a server started here."""
+    import logging
+
     import httpx
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
 
     def run(url: str) -> dict:
         headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
