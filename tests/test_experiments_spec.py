@@ -48,6 +48,8 @@ def test_defaults_expand_single_and_heldout():
     ({"evaluate": {"reference": "nowhere-model"}}, "evaluate.reference"),
     ({"evaluate": {"judges": {"embed_per_label": 0}}}, "evaluate.judges"),
     ({"colour": "red"}, "colour"),
+    ({"compose": {"density": 1.5}}, "compose.density"),
+    ({"learn_weights": {"steps": "many"}}, "learn_weights.steps"),
 ])
 def test_errors_name_the_field(changes, field):
     with pytest.raises(LoraComposeError, match=re.escape(f"spec field '{field}'")):

@@ -154,6 +154,34 @@ def _check_generate(values: dict, path: str) -> dict:
     return values
 
 
+def _number(values: dict, path: str, name: str, low: float, high: float | None = None, whole: bool = False):
+    value = values[name]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low and \
+        (high is None or value <= high) and (not whole or isinstance(value, int))
+    if not ok:
+        kind = "a whole number" if whole else "a number"
+        raise _fail(f"{path}.{name}", f"must be {kind} >= {low}{f' and <= {high}' if high is not None else ''}, "
+                                      f"got {value!r}")
+
+
+def _check_compose(values, path: str) -> dict:
+    values = dict(_mapping(values, path, COMPOSE_KEYS))
+    for name, low, high, whole in (("density", 0.0, 1.0, False), ("merge_seed", 0, None, True),
+                                   ("svd_rank", 1, None, True)):
+        if name in values:
+            _number(values, path, name, low, high, whole)
+    return values
+
+
+def _check_learn(values, path: str) -> dict:
+    values = dict(_mapping(values, path, LEARN_KEYS))
+    for name, low, whole in (("steps", 1, True), ("examples", 8, True), ("learning_rate", 0.0, False),
+                             ("l1", 0.0, False)):
+        if name in values:
+            _number(values, path, name, low, None, whole)
+    return values
+
+
 def _check_evaluate(values: dict, path: str) -> dict:
     from loracompose.evaluate.panel import JudgeSettings
 
@@ -231,8 +259,8 @@ def parse_spec(data, source: str = "") -> ExperimentSpec:
         samples=_int(data.get("samples", 2), "samples", 1),
         train=_check_train(data.get("train"), "train"),
         generate=_check_generate(data.get("generate"), "generate"),
-        compose=dict(_mapping(data.get("compose"), "compose", COMPOSE_KEYS)),
-        learn_weights=dict(_mapping(data.get("learn_weights"), "learn_weights", LEARN_KEYS)),
+        compose=_check_compose(data.get("compose"), "compose"),
+        learn_weights=_check_learn(data.get("learn_weights"), "learn_weights"),
         evaluate=_check_evaluate(data.get("evaluate"), "evaluate"),
         source=source,
     )
