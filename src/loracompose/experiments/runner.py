@@ -74,8 +74,9 @@ def run_experiment(spec: ExperimentSpec, executor=None, *, progress: bool = True
     handler = _file_log(log_path)
     package_log = logging.getLogger("loracompose")
     package_log.addHandler(handler)
+    level = package_log.level
     if package_log.getEffectiveLevel() > logging.INFO:
-        package_log.setLevel(logging.INFO)
+        package_log.setLevel(logging.INFO)  # the log file gets INFO even when the console shows less
     started = time.perf_counter()
     summary = RunSummary(spec.name, 0, db=spec.db_path, log=log_path)
     store = Store(spec.db_path)
@@ -121,5 +122,6 @@ def run_experiment(spec: ExperimentSpec, executor=None, *, progress: bool = True
         log.info("run %s: %s in %.1f s; stages run: %s", spec.name, status, summary.wall_seconds,
                  dict(summary.stages_run) or "none (all cached)")
         package_log.removeHandler(handler)
+        package_log.setLevel(level)
         handler.close()
     return summary
