@@ -53,7 +53,10 @@ def cmd_results(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from loracompose.experiments.report import write_report
+    try:
+        from loracompose.experiments.report import write_report
+    except ImportError as exc:
+        raise LoraComposeError(f"the report needs matplotlib ({exc}): pip install 'loracompose[experiments]'") from None
 
     with _open(args.db) as store:
         experiments = store.experiments()

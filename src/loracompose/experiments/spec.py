@@ -268,7 +268,10 @@ def parse_spec(data, source: str = "") -> ExperimentSpec:
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
-    import yaml
+    try:
+        import yaml
+    except ImportError:
+        raise LoraComposeError("experiment specs need PyYAML: pip install 'loracompose[experiments]'") from None
 
     path = Path(path)
     if not path.is_file():
