@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         figure["measured"] = {"date": meta["date"], "git_commit": meta["git_commit"], "command": meta["command"]}
     if args.merge and args.out.is_file():
         previous = json.loads(args.out.read_text())
-        figures = {**previous.get("figures", {}), **figures}
+        merged = previous.get("figures", {})
+        for name, figure in figures.items():  # per figure, keep parts not re-measured (e.g. the NF4 base)
+            merged[name] = {**merged.get(name, {}), **figure} if "failed" not in figure else figure
+        figures = merged
     bench = {"meta": meta, "settings": {**dataclasses.asdict(settings), "model": "tiny random llama (quick)"
                                         if args.quick and not args.model else settings.model},
              "figures": {name: figures[name] for name in FIGURES if name in figures}}
