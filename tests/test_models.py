@@ -48,3 +48,17 @@ def test_nf4_and_dense_loads_share_a_fingerprint(tiny_model_dir):
 
 def test_packaged_models_are_registered():
     assert set(PACKAGED_MODELS) == {"smollm2-135m", "gemma3-270m"}
+
+
+def test_pickled_checkpoint_is_refused(tiny_model_dir, tmp_path):
+    """Weights only from safetensors: a .bin-only folder fails with a message saying so."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save(load_file(tiny_model_dir / "model.safetensors"), pickled / "pytorch_model.bin")
+    with pytest.raises(LoraComposeError, match="only from .safetensors"):
+        load_base(str(pickled), quantize=None)

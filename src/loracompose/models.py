@@ -219,14 +219,17 @@ def load_base(spec: str, quantize: Quantize = "nf4", device: str | torch.device 
     resolved = resolve_model(spec)
     device = torch.device(device) if device is not None else default_device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}}
+    # safetensors only: a pickled checkpoint (.bin) can run code when it is loaded.
+    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}, "use_safetensors": True}
     if quantize == "nf4":
         kwargs["quantization_config"] = nf4_config(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     except (OSError, ValueError) as exc:
-        raise LoraComposeError(f"could not load model '{spec}' from {resolved.path}: {exc}") from exc
+        hint = ("; loracompose reads weights only from .safetensors files (convert a pickled .bin checkpoint "
+                "with `save_pretrained` in a trusted environment)") if "safetensors" in str(exc).lower() else ""
+        raise LoraComposeError(f"could not load model '{spec}' from {resolved.path}: {exc}{hint}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if quantize == "nf4":
