@@ -83,3 +83,11 @@ def test_documents_keep_the_bos_their_tokenizer_adds():
     assert tokenize_documents(BosTokenizer(), ["ab"], max_tokens=8) == [[1, 97, 98, 2]]
     assert tokenize_documents(BosTokenizer(), ["abcdef"], max_tokens=4, long_texts="chunk") == [
         [1, 97, 98, 99], [100, 101, 102, 2]]
+
+
+@pytest.mark.parametrize("long_texts", ["cut", "chunk"])
+def test_no_texts_give_no_documents_and_no_rows(smollm2_dir, long_texts):
+    """A dataset without validation texts packs to nothing (no validation loss), not an error."""
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    documents = tokenize_documents(tokenizer, [], 16, long_texts)
+    assert documents == [] and pack_documents(documents, 16, tokenizer.pad_token_id) == []

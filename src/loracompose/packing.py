@@ -40,6 +40,8 @@ def tokenize_documents(tokenizer, texts: list[str], max_tokens: int, long_texts:
     """
     if long_texts not in ("cut", "chunk"):
         raise ValueError(f"long_texts must be 'cut' or 'chunk', got {long_texts!r}")
+    if not texts:  # e.g. a dataset with no validation texts: tokenizers reject an empty batch
+        return []
     eos = tokenizer.eos_token_id
     if long_texts == "cut":
         encoded = tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
