@@ -5,8 +5,8 @@ returns what it did: `{"key", "kind", "ran": [stages run], "row": ...}` (cells
 carry the results row with per-sample data; the driver stores it). Nothing here
 writes the results database, so units can run in other processes (Ray).
 
-Which base each stage uses: training the NF4 base (QLoRA); generation and
-generation the dense base by default (`generate.quantize: none`), as
+Which base each stage uses: training the NF4 base (QLoRA); generation
+the dense base by default (`generate.quantize: none`), as
 `loracompose generate` does; weight merges and learn-weights the dense base.
 """
 
