@@ -20,6 +20,7 @@ batch into one row of unbounded length; this keeps fixed (B, T) rows.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -54,39 +55,46 @@ def tokenize_documents(tokenizer, texts: list[str], max_tokens: int, long_texts:
 
 
 def pack_documents(documents: list[list[int]], seq_len: int, pad_id: int) -> list[dict[str, list[int]]]:
-    """Greedily pack documents, in order, into rows of exactly `seq_len` tokens.
+    """Pack documents into rows of exactly `seq_len` tokens, best fit first.
+
+    Each document goes into the open row with the least free space that still
+    holds it (the earliest such row on a tie), or opens a new row. Taking the
+    rows in order and closing one whenever the next document does not fit
+    (next fit) left rows of short texts ~28% padding on tweets; best fit fills
+    them to ~95% (measured by `benchmarks.training`), so a step trains on more
+    real text for the same compute. Deterministic: the same documents give the
+    same rows; each document's tokens, positions and labels are unchanged.
 
     Each row is a dict of `input_ids`, `position_ids`, `labels` (lists of length
-    seq_len) and `n_tokens` (real, non-padding tokens). Documents longer than
-    seq_len must have been cut by `tokenize_documents`.
+    seq_len) and `n_tokens` (real, non-padding tokens), in the order rows were
+    opened. Documents longer than seq_len must have been cut by `tokenize_documents`.
     """
-    rows: list[dict[str, list[int]]] = []
-    ids: list[int] = []
-    positions: list[int] = []
-    labels: list[int] = []
-
-    def close_row():
-        n_real = len(ids)
-        pad = seq_len - n_real
-        rows.append({
-            "input_ids": ids + [pad_id] * pad,
-            "position_ids": positions + list(range(pad)),
-            "labels": labels + [IGNORE_INDEX] * pad,
-            "n_tokens": n_real,
-        })
-
+    row_docs: list[list[list[int]]] = []  # the documents of each row
+    free: list[int] = []  # free tokens of each row
+    by_free: list[deque[int]] = [deque() for _ in range(seq_len + 1)]  # free space → rows with it, oldest first
     for doc in documents:
         if len(doc) > seq_len:
             raise ValueError(f"document of {len(doc)} tokens does not fit a row of {seq_len}")
-        if len(ids) + len(doc) > seq_len:
-            close_row()
-            ids, positions, labels = [], [], []
-        ids += doc
-        positions += range(len(doc))
-        labels += [IGNORE_INDEX] + doc[1:]
-    if ids:
-        close_row()
-    return rows
+        # O(seq_len) per document: scan the free-space buckets upward from the document's length.
+        row = next((by_free[space].popleft() for space in range(len(doc), seq_len) if by_free[space]), None)
+        if row is None:
+            row = len(row_docs)
+            row_docs.append([])
+            free.append(seq_len)
+        row_docs[row].append(doc)
+        free[row] -= len(doc)
+        if free[row] > 0:
+            by_free[free[row]].append(row)
+    return [_row(docs, seq_len, pad_id) for docs in row_docs]
+
+
+def _row(docs: list[list[int]], seq_len: int, pad_id: int) -> dict[str, list[int]]:
+    ids = [token for doc in docs for token in doc]
+    positions = [p for doc in docs for p in range(len(doc))]
+    labels = [label for doc in docs for label in [IGNORE_INDEX] + doc[1:]]
+    pad = seq_len - len(ids)
+    return {"input_ids": ids + [pad_id] * pad, "position_ids": positions + list(range(pad)),
+            "labels": labels + [IGNORE_INDEX] * pad, "n_tokens": len(ids)}
 
 
 @dataclass
