@@ -12,13 +12,15 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+
+from loracompose.paths import write_text_atomic
+from loracompose.provenance import git_commit
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_MODULES = REPO / "runs" / "demo" / "modules"
@@ -54,16 +56,6 @@ def summary(values: list[float], scale: float = 1.0) -> dict:
 
 def ratio(numerator: dict, denominator: dict) -> float:
     return numerator["median"] / denominator["median"]
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "benchmarks"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("+local-changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def _cpu_model() -> str:
@@ -103,7 +95,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(REPO, dirty_paths=("src", "benchmarks")),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
     }
 
@@ -176,7 +168,4 @@ def prepare_modules(settings: Settings, model_dir: str, scratch: Path) -> tuple[
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=2))
-    staging.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from loracompose.errors import LoraComposeError
+from loracompose.paths import write_text_atomic
 
 
 def _load_steerer(args, names: list[str] | None):
@@ -64,11 +65,8 @@ def cmd_generate(args) -> None:
     records = steerer.generate(prompts, composition, args.method, seeds, args.samples, _sampling(args),
                                args.template, _merge_options(args), progress=True)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".partial")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        tmp.replace(out)  # a killed run leaves no truncated generations file
+        # a killed run leaves no truncated generations file
+        out = write_text_atomic(args.out, "".join(json.dumps(r) + "\n" for r in records))
         print(f"{len(records)} generations written to {out}")
     else:
         for r in records:
@@ -106,7 +104,7 @@ def cmd_learn_weights(args) -> None:
     result = learn_weights(steerer.model, steerer.tokenizer, steerer.bank, texts,
                            LearnConfig(steps=args.steps, learning_rate=args.lr, l1=args.l1))
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        write_text_atomic(args.out, json.dumps(result, indent=2))
     print(f"weights: {result['composition']}")
     print(f"LM loss on {result['examples']} examples: base {result['loss_base']:.4f}, start "
           f"{result['loss_start']:.4f}, learned {result['loss_end']:.4f}")

@@ -20,6 +20,20 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "loracompose"
 
 
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a text file beside its final name, then rename it into place.
+
+    A crash leaves either the old file or none, never a truncated one; the
+    staging name carries the process id, so two writers do not share it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    staging.write_text(text)
+    staging.replace(path)
+    return path
+
+
 @contextmanager
 def atomic_directory(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a staging directory beside `final`; move it into place only on success.

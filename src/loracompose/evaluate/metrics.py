@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +36,8 @@ from loracompose.evaluate.generations import read_generations, system_of
 from loracompose.evaluate.panel import VOTE, JudgePanel, JudgeSettings, judge_panel, measure_judge
 from loracompose.evaluate.perplexity import continuation_nll, perplexity
 from loracompose.evaluate.significance import bootstrap_mean, resampled_means
+from loracompose.paths import write_text_atomic
+from loracompose.provenance import git_commit
 
 JUDGE_INPUTS = ("full", "continuation")
 DEFAULT_REFERENCE = "gemma3-270m"
@@ -133,15 +133,6 @@ def _fluency(records, base, options: EvalOptions) -> tuple[dict, np.ndarray, np.
     return fluency, nll, tokens
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def evaluate_generations(path: str | Path, targets: str | dict[str, str],
                          options: EvalOptions = EvalOptions()) -> dict:
     """All metrics of one generations file, as a JSON-ready dict (see the module docstring)."""
@@ -191,7 +182,7 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
     metrics["throughput"] = {"judged_texts_per_second": round(len(records) / judge_seconds, 2)
                              if judge_seconds > 0 else None}
     metrics["provenance"] = {
-        "loracompose": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
+        "loracompose": __version__, "git_commit": git_commit(), "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "judge_input": options.judge_input,
         "settings": asdict(options.settings), "bootstrap": {"resamples": options.resamples,
                                                             "confidence": options.confidence, "seed": options.seed},
@@ -209,9 +200,4 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
 
 def write_metrics(metrics: dict, out: str | Path) -> Path:
     """Write metrics.json atomically (a crash leaves no half-written file)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    staging.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-    staging.replace(out)
-    return out
+    return write_text_atomic(out, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")

@@ -39,7 +39,7 @@ from loracompose.evaluate.ensemble import Verdicts, unique_hits
 from loracompose.evaluate.features import NgramSettings, NgramVectorizer, embed_minilm, minilm_version
 from loracompose.evaluate.judges import Judge, LinearJudge, VaderJudge, first_words, load_judge
 from loracompose.evaluate.linear import fit_logistic_regression, fit_naive_bayes
-from loracompose.paths import atomic_directory, cache_dir
+from loracompose.paths import atomic_directory, cache_dir, write_text_atomic
 
 FORMAT_VERSION = 2
 VOTE = "vote"  # the ensemble's majority vote, measured like a judge
@@ -199,8 +199,5 @@ def measure_judge(judge: Judge, settings: JudgeSettings = JudgeSettings(), *, fi
     file = (root or cache_dir() / "judges") / f"user-{judge.attribute}-{key}.json"
     if not file.is_file():
         accuracy = _measure([judge], spec, datasets, settings, progress)[judge.name]
-        file.parent.mkdir(parents=True, exist_ok=True)
-        staging = file.with_name(f".{file.name}.tmp")
-        staging.write_text(json.dumps(accuracy, indent=2))
-        staging.replace(file)
+        write_text_atomic(file, json.dumps(accuracy, indent=2))
     return json.loads(file.read_text())

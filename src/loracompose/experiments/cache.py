@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from loracompose.paths import write_text_atomic
 
 STAGE_VERSION = 1  # bump when a stage's output format or meaning changes
 KEY_LENGTH = 20  # hex digits kept in file names (80 bits)
@@ -39,14 +40,5 @@ def stage_path(workdir: str | Path, stage: str, key: str) -> Path:
     return Path(workdir) / "cache" / stage / f"{key}{suffix}"
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write a file beside its final name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    staging.write_text(text)
-    staging.replace(path)
-    return path
-
-
 def write_json(path: Path, value) -> Path:
-    return write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    return write_text_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")

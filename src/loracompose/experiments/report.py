@@ -334,18 +334,18 @@ def to_html(blocks: list[Block], title: str) -> str:
 
 def write_report(store, experiment: str, out: str | Path, examples: int = 3) -> dict[str, Path]:
     """Write report.md, report.html and the PNGs into `out`; returns their paths."""
-    from loracompose.experiments.cache import write_atomic
+    from loracompose.paths import write_text_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     builder = ReportBuilder(store, experiment, out, examples)
     blocks = builder.build()
-    markdown = write_atomic(out / "report.md", to_markdown(blocks, out))
-    page = write_atomic(out / "report.html", to_html(blocks, f"loracompose report: {experiment}"))
+    markdown = write_text_atomic(out / "report.md", to_markdown(blocks, out))
+    page = write_text_atomic(out / "report.html", to_html(blocks, f"loracompose report: {experiment}"))
     tables = {"|".join(k): {f"{m}|{c}": {"hard": s.hard, "soft": s.soft, "perplexity": s.perplexity,
                                          "distinct_2": s.distinct_2, "n": s.n,
                                          "p_holm": None if t is None else t.p_holm}
                             for (m, c), (s, t) in cells.items()}
               for k, cells in builder.tables.items()}
-    data = write_atomic(out / "tables.json", json.dumps(tables, indent=2) + "\n")
+    data = write_text_atomic(out / "tables.json", json.dumps(tables, indent=2) + "\n")
     return {"markdown": markdown, "html": page, "tables": data}

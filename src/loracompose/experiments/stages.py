@@ -18,10 +18,11 @@ import logging
 import random
 from pathlib import Path
 
-from loracompose.experiments.cache import stage_path, write_atomic, write_json
+from loracompose.experiments.cache import stage_path, write_json
 from loracompose.experiments.plan import CellUnit, ComposeUnit, TrainUnit
 from loracompose.experiments.tasksets import ModuleRecipe
 from loracompose.modules import METADATA_FILE
+from loracompose.paths import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def _derived_dataset(recipe: ModuleRecipe, workdir: Path, seed: int) -> Path:
             parts = [load_attribute_dataset(d).texts(split, label) for d, label in recipe.parts]
             n = min(len(p) for p in parts)
             rows += [t for i, p in enumerate(parts) for t in random.Random(f"{seed}:{split}:{i}").sample(p, n)]
-        write_atomic(path, "".join(json.dumps({"text": t, "label": recipe.label}) + "\n" for t in rows))
+        write_text_atomic(path, "".join(json.dumps({"text": t, "label": recipe.label}) + "\n" for t in rows))
     return path
 
 
@@ -164,7 +165,7 @@ def run_generate(unit: CellUnit, workdir: Path) -> bool:
     steerer, _ = _bank(unit.model, quantize, paths)
     records = steerer.generate(unit.prompts, composition, method, [unit.seed], unit.samples,
                                SamplingConfig(**settings), template)
-    write_atomic(out, "".join(json.dumps({**r, "condition": unit.condition}) + "\n" for r in records))
+    write_text_atomic(out, "".join(json.dumps({**r, "condition": unit.condition}) + "\n" for r in records))
     return True
 
 
