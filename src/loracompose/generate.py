@@ -34,6 +34,19 @@ INSTRUCT_TEMPLATE = 'Write a fluent English story starting with "{prompt}" with 
 BASE_MEMBER = "base"  # logit-sum: the name of the bare base model as a member
 
 
+def logit_sum_members(composed: ComposedModel, composition: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(members (K, N), coefficients λ (K,)) of a logit-sum composition over `composed`'s bank.
+
+    Member 0 is the bare base (all module weights 0) when `base` is named, then
+    one member per named module (a one-hot row), in the composition's order;
+    members with λ = 0 are dropped, so they are not run at all.
+    """
+    names = [BASE_MEMBER] + [n for n in composition if n != BASE_MEMBER]
+    active = [n for n in names if composition.get(n, 0.0) != 0]
+    members = composed.weights_for([{} if n == BASE_MEMBER else {n: 1.0} for n in active])
+    return members, torch.tensor([float(composition[n]) for n in active])
+
+
 def load_prompts(spec: str) -> list[str]:
     """`pplm`, or a file: one prompt a line (.txt) or JSONL rows with a `prompt` field."""
     if spec == "pplm":
@@ -105,12 +118,9 @@ class Steerer:
             return ComposedModel(self.model, ModuleBank.from_loaded([])), None, None, None
         if method.level == "decoding":
             names = [n for n in composition if n != BASE_MEMBER]
-            bank = ModuleBank.from_loaded([self.bank[n] for n in names])
-            members = torch.zeros(len(names) + 1, len(names))
-            members[1:] = torch.eye(len(names))  # row 0: the base; row k: module k alone
-            coefficients = torch.tensor([[composition.get(BASE_MEMBER, 0.0)] + [composition[n] for n in names]])
-            active = coefficients[0] != 0  # members with weight 0 are not run at all
-            return ComposedModel(self.model, bank), None, coefficients[:, active], members[active]
+            composed = ComposedModel(self.model, ModuleBank.from_loaded([self.bank[n] for n in names]))
+            members, coefficients = logit_sum_members(composed, composition)
+            return composed, None, coefficients[None, :], members
         if BASE_MEMBER in composition:
             raise LoraComposeError(f"'{BASE_MEMBER}' is a member only for logit-sum; for {method_name} the base "
                                    "is always there (weight all modules 0 for the base alone)")

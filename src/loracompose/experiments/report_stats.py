@@ -17,12 +17,12 @@ table form one family, Holm-adjusted (`significance.holm`).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from loracompose.evaluate.diversity import diversity
+from loracompose.evaluate.perplexity import perplexity
 from loracompose.evaluate.significance import bootstrap_mean, holm, mcnemar_exact, paired_bootstrap
 
 RESAMPLES = 2000
@@ -66,9 +66,9 @@ def summarize(system: System) -> Summary:
     hits, soft, prompts = system.hits(), system.soft(), system.prompts()
     hard_ci = bootstrap_mean(hits, resamples=RESAMPLES, groups=prompts)
     soft_ci = bootstrap_mean(soft, resamples=RESAMPLES, groups=prompts)
-    tokens = sum(s["tokens"] or 0 for s in system.samples if s.get("tokens") is not None)
-    measured = all(s.get("nll") is not None for s in system.samples) and tokens > 0
-    ppl = math.exp(sum(s["nll"] for s in system.samples) / tokens) if measured else None
+    measured = all(s.get("nll") is not None for s in system.samples)
+    ppl = perplexity([s["nll"] for s in system.samples], [s.get("tokens") or 0 for s in system.samples]) \
+        if measured else None
     d2 = diversity(prompts, [s["text"] or "" for s in system.samples]).as_dict()["distinct_2"]
     return Summary(float(hits.mean()), (hard_ci.low, hard_ci.high), float(soft.mean()), (soft_ci.low, soft_ci.high),
                    ppl, d2, len(hits), len({s["seed"] for s in system.samples}))

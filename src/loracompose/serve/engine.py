@@ -26,7 +26,7 @@ from loracompose.compose import normalized
 from loracompose.compose.bank import ModuleBank, discover_modules
 from loracompose.compose.fused import ComposedModel
 from loracompose.decoding import SamplingConfig, Sequence, row_seed
-from loracompose.generate import BASE_MEMBER
+from loracompose.generate import BASE_MEMBER, logit_sum_members
 from loracompose.serve.schemas import ChatRequest, CompletionRequest, Composition, Sampling
 from loracompose.serve.settings import ServeSettings
 
@@ -180,17 +180,8 @@ class Engine:
         weights = composition.modules
         if not weights:
             return None, None
-        n = len(self.bank)
         if composition.method == "logit-sum":
-            members, coefficients = [], []
-            if weights.get(BASE_MEMBER, 0.0) != 0:
-                members.append(torch.zeros(n))
-                coefficients.append(weights[BASE_MEMBER])
-            for name, weight in weights.items():
-                if name != BASE_MEMBER and weight != 0:
-                    members.append(torch.nn.functional.one_hot(torch.tensor(self.bank.index(name)), n).float())
-                    coefficients.append(weight)
-            return torch.stack(members), torch.tensor(coefficients)
+            return logit_sum_members(self.composed, weights)
         if composition.method == "output-mean":
             weights = normalized(weights)
         return self.composed.weights_for([weights]), None

@@ -199,9 +199,9 @@ class Scheduler:
             text = continuation_text(self.engine.tokenizer, sequence)
         hold = 0
         if job.plan.stops:
-            cuts = [text.find(stop) for stop in job.plan.stops if stop in text]
-            if cuts:
-                text = text[: min(cuts)]
+            cut = _cut(text, job.plan.stops)
+            if cut != text:  # a stop string appeared: the text ends before it
+                text = cut
                 if not sequence.finish_reason:
                     decoder.cancel(index)
                 sequence.finish_reason = "stop"
