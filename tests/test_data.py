@@ -36,6 +36,17 @@ def test_split_is_stable_when_the_file_is_shuffled(tmp_path):
     # Fractions hold to within sampling noise (2000 texts: sd of the test share ≈ 0.007).
     shares = da.frame["split"].value_counts(normalize=True)
     assert abs(shares["test"] - 0.10) < 0.03 and abs(shares["validation"] - 0.05) < 0.03
+    assert abs(shares["judge"] - 0.30) < 0.04 and abs(shares["train"] - 0.55) < 0.04
+
+
+def test_judge_split_moves_no_test_or_validation_text():
+    """The judges' split is carved out of train: test and validation stay as they were without it."""
+    texts = pd.Series([f"t{i}" for i in range(2000)])
+    without = assign_splits(texts, SplitSizes(judge=0.0))
+    with_judge = assign_splits(texts, SplitSizes())
+    held = without.isin(["test", "validation"])
+    assert (with_judge[held] == without[held]).all()
+    assert set(with_judge[~held]) == {"train", "judge"}
 
 
 def test_split_of_a_text_does_not_depend_on_the_other_texts():
@@ -48,6 +59,8 @@ def test_split_of_a_text_does_not_depend_on_the_other_texts():
 def test_split_sizes_are_checked():
     with pytest.raises(LoraComposeError, match="split sizes"):
         SplitSizes(validation=0.6, test=0.5)
+    with pytest.raises(LoraComposeError, match="judge=0.9"):
+        SplitSizes(judge=0.9)
 
 
 def test_mixing_shares():

@@ -1,4 +1,8 @@
-"""Deterministic train/validation/test split by a hash of each text.
+"""Deterministic train/validation/test/judge split by a hash of each text.
+
+The `judge` split is held out for the attribute judges (`loracompose.evaluate`):
+modules train on `train` only, judges on `judge` only, so a judge never scores
+a module by the texts that module learnt from. Both are measured on `test`.
 
 A text's split depends only on the text and the split fractions: not on file
 order, machine, run, or which other texts are present (adding data never moves
@@ -14,7 +18,7 @@ import pandas as pd
 
 from loracompose.errors import LoraComposeError
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "judge")
 _SALT = b"loracompose-split-v1\x00"
 
 
@@ -24,11 +28,13 @@ class SplitSizes:
 
     validation: float = 0.05
     test: float = 0.10
+    judge: float = 0.30  # held out for the attribute judges, never seen by a module
 
     def __post_init__(self):
-        if not (0 <= self.validation < 1 and 0 <= self.test < 1 and self.validation + self.test < 1):
+        fractions = (self.validation, self.test, self.judge)
+        if not (all(0 <= f < 1 for f in fractions) and sum(fractions) < 1):
             raise LoraComposeError(
-                f"split sizes validation={self.validation}, test={self.test} are invalid; "
+                f"split sizes validation={self.validation}, test={self.test}, judge={self.judge} are invalid; "
                 "each must be a fraction in [0, 1) and together below 1"
             )
 
@@ -40,9 +46,12 @@ def text_position(text: str) -> float:
 
 
 def assign_splits(texts: pd.Series, sizes: SplitSizes) -> pd.Series:
-    """`test` below sizes.test, `validation` up to test+validation, `train` above."""
+    """`test` below sizes.test, `validation` up to test+validation, `judge` up to
+    test+validation+judge, `train` above. Test and validation do not move when the
+    judge fraction changes."""
     position = texts.map(text_position)
     split = pd.Series("train", index=texts.index)
+    split[position < sizes.test + sizes.validation + sizes.judge] = "judge"
     split[position < sizes.test + sizes.validation] = "validation"
     split[position < sizes.test] = "test"
     return split
