@@ -76,7 +76,7 @@ def test_composition_errors_on_the_command_line(tiny_model_dir, module_dir, tmp_
                        "pos=1,neg=1", "--method", "weights-average", "--out", tmp_path / "avg")
     assert code == 2 and "all modules need the same rank" in err and not (tmp_path / "avg").exists()
     code, _, err = run(capsys, *base[:-4], "--compose", "pos=1", "--prompts", "missing.txt")
-    assert code == 2 and "prompt set 'missing.txt' is neither 'pplm' nor an existing file" in err
+    assert code == 2 and "unknown prompt set 'missing.txt'" in err
     code, _, err = run(capsys, *base, "--compose", "pos=1", "--seeds", "1,two")
     assert code == 2 and "--seeds '1,two' must be whole numbers" in err
     code, _, err = run(capsys, *base, "--top-p", "1.5")

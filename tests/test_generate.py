@@ -129,7 +129,7 @@ def test_prompt_sets(tmp_path):
     bad.write_text('{"text": "no prompt field"}\n')
     with pytest.raises(LoraComposeError, match="must be a JSON object with 'prompt'"):
         load_prompts(str(bad))
-    with pytest.raises(LoraComposeError, match="neither 'pplm' nor an existing file"):
+    with pytest.raises(LoraComposeError, match="unknown prompt set 'pplm2'.*accepted: pplm, pplm35, neutral"):
         load_prompts("pplm2")
 
 

@@ -8,9 +8,7 @@ sampling settings, template, base model, package version.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -23,13 +21,8 @@ from loracompose.compose.merge import merge_composition, merged_module
 from loracompose.compose.weight_methods import MergeOptions
 from loracompose.decoding import SamplingConfig, row_seed, sample
 from loracompose.errors import LoraComposeError
+from loracompose.prompts import PPLM_PROMPTS, load_prompts  # noqa: F401  (their home: loracompose.prompts)
 
-# The 15 sentiment prompts of PPLM (Dathathri et al., 2020), reused by DExperts and by the study.
-PPLM_PROMPTS = [
-    "Once upon a time", "The book", "The chicken", "The city", "The country", "The horse", "The lake",
-    "The last time", "The movie", "The painting", "The pizza", "The potato", "The president of the country",
-    "The road", "The year is 1910.",
-]
 INSTRUCT_TEMPLATE = 'Write a fluent English story starting with "{prompt}" with {targets}.'
 BASE_MEMBER = "base"  # logit-sum: the name of the bare base model as a member
 
@@ -45,25 +38,6 @@ def logit_sum_members(composed: ComposedModel, composition: dict[str, float]) ->
     active = [n for n in names if composition.get(n, 0.0) != 0]
     members = composed.weights_for([{} if n == BASE_MEMBER else {n: 1.0} for n in active])
     return members, torch.tensor([float(composition[n]) for n in active])
-
-
-def load_prompts(spec: str) -> list[str]:
-    """`pplm`, or a file: one prompt a line (.txt) or JSONL rows with a `prompt` field."""
-    if spec == "pplm":
-        return list(PPLM_PROMPTS)
-    path = Path(spec)
-    if not path.is_file():
-        raise LoraComposeError(f"prompt set '{spec}' is neither 'pplm' nor an existing file (.txt or .jsonl)")
-    if path.suffix == ".jsonl":
-        try:
-            prompts = [json.loads(line)["prompt"] for line in path.read_text().splitlines() if line.strip()]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise LoraComposeError(f"prompt file '{path}': every line must be a JSON object with 'prompt'") from exc
-    else:
-        prompts = [line.rstrip("\n") for line in path.read_text().splitlines() if line.strip()]
-    if not prompts:
-        raise LoraComposeError(f"prompt file '{path}' holds no prompts")
-    return prompts
 
 
 def describe_targets(bank: ModuleBank | None, composition: dict[str, float]) -> str:
