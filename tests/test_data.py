@@ -148,3 +148,33 @@ def test_unknown_dataset_and_label_list_what_is_known():
     with pytest.raises(LoraComposeError, match="its labels are negative, positive"):
         load_attribute_dataset("rotten_tomatoes").check_label("happy")
     assert set(BUILTIN_DATASETS) == {"imdb", "rotten_tomatoes", "tweets", "bbc"}
+
+
+def test_rotten_tomatoes_is_detokenised_and_sentence_cased():
+    from loracompose.data.builtin import detokenize_review
+
+    assert detokenize_review('" birthday girl " is an actor \'s movie , first and foremost .') == \
+        '"Birthday girl" is an actor\'s movie, first and foremost.'
+    assert detokenize_review("is it good ? i 'm not sure it is .") == "Is it good? I'm not sure it is."
+    texts = load_attribute_dataset("rotten_tomatoes").texts("train")
+    assert not any(" ,"in t or " 's" in t or " ." in t for t in texts[:500])
+
+
+def test_tweets_are_plain_text_without_the_news_story_or_retweets():
+    from loracompose.data.builtin import TWEET_STORY, clean_tweet
+
+    assert clean_tweet("RT @Foo: #Apple is #awesome today http://t.co/x1 #win #tech") == "Apple is awesome today"
+    assert clean_tweet("@AmericanAir thanks!! _\ufffd\ufffd__ \u0562_") == "thanks!!"
+    frame = load_attribute_dataset("tweets").frame
+    assert not frame["text"].str.contains(TWEET_STORY).any()
+    assert not frame["text"].str.contains(r"https?://|@\w|#", regex=True).any()
+    key = frame["text"].str.lower().str.replace(r"[^a-z0-9]+", "", regex=True)
+    assert not key.duplicated().any()
+
+
+def test_sentence_units_split_reviews_into_sentences():
+    from loracompose.train import sentence_units
+
+    review = "A Cry in the Dark is a masterful piece of cinema. The plot is long. Meryl Streep does immaculate justice."
+    assert sentence_units([review]) == ["A Cry in the Dark is a masterful piece of cinema.",
+                                        "Meryl Streep does immaculate justice."]

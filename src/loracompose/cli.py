@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seq-len", type=int, help="tokens per packed row")
     train.add_argument("--long-texts", choices=["cut", "chunk"],
                        help="texts longer than --seq-len: keep the opening (cut, default) or use all (chunk)")
+    train.add_argument("--unit", choices=["text", "sentence"],
+                       help="training unit: each text whole (default) or each of its sentences (pysbd)")
     train.add_argument("--warmup-steps", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--quantize", choices=["nf4", "none"], default="nf4")

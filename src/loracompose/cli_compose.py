@@ -51,19 +51,46 @@ def _sampling(args):
     return SamplingConfig(args.max_new_tokens, args.top_k, args.top_p, args.temperature, args.batch_size)
 
 
+def _steering(args):
+    """--steer resolved against --modules (default: the base's starter modules), or None."""
+    from loracompose.modules import read_module
+    from loracompose.steer import parse_steer, resolve_steering, starter_modules_dir
+
+    if args.steer is None:
+        if args.strength is not None or args.strategy is not None:
+            raise LoraComposeError("--strength and --strategy apply to --steer; for --compose give weights instead")
+        return None
+    if args.compose or args.method:
+        raise LoraComposeError("--steer chooses the modules and the method itself; use either --steer, or "
+                               "--compose with --method")
+    targets = parse_steer(args.steer)
+    if not args.modules:
+        args.modules = str(starter_modules_dir(args.model))
+    infos = {name: read_module(path) for name, path in _module_paths(args.modules).items()}
+    kwargs = {k: v for k, v in (("strength", args.strength), ("strategy", args.strategy)) if v is not None}
+    return resolve_steering(infos, targets, **kwargs)
+
+
 def cmd_generate(args) -> None:
     from loracompose.compose import parse_composition
     from loracompose.generate import load_prompts
 
-    composition = parse_composition(args.compose) if args.compose else {}
+    steering = _steering(args)
+    if steering:
+        composition, method = steering.composition, steering.method
+    else:
+        composition, method = (parse_composition(args.compose) if args.compose else {}), args.method or "output-sum"
     prompts = args.prompt or load_prompts(args.prompts)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise LoraComposeError(f"--seeds '{args.seeds}' must be whole numbers, comma-separated (e.g. 789,3443)") from None
     steerer, _ = _load_steerer(args, list(composition))
-    records = steerer.generate(prompts, composition, args.method, seeds, args.samples, _sampling(args),
+    records = steerer.generate(prompts, composition, method, seeds, args.samples, _sampling(args),
                                args.template, _merge_options(args), progress=True)
+    if steering:
+        print(f"steering {args.steer}: {method} of " + ", ".join(f"{n}={w:g}" for n, w in composition.items()))
+        records = [{**r, "steer": steering.record()} for r in records]
     if args.out:
         # a killed run leaves no truncated generations file
         out = write_text_atomic(args.out, "".join(json.dumps(r) + "\n" for r in records))
@@ -139,7 +166,13 @@ def register(sub) -> None:
     _model_args(gen)
     gen.add_argument("--compose", default="", help="NAME=WEIGHT,... (empty: the base model); logit-sum also "
                                                   "takes base=WEIGHT")
-    gen.add_argument("--method", default="output-sum", choices=list(METHODS))
+    gen.add_argument("--method", default=None, choices=list(METHODS), help="composition method (default output-sum)")
+    gen.add_argument("--steer", default=None,
+                     help="attribute=value,... (e.g. sentiment=positive,topic=sport): steer by the modules' "
+                          "metadata instead of --compose; without --modules, the base's starter modules")
+    gen.add_argument("--strength", type=float, default=None, help="--steer: strength S in (0, 4] (default 1)")
+    gen.add_argument("--strategy", default=None, choices=["contrast", "expert", "logit-contrast"],
+                     help="--steer: how modules are combined (default contrast: experts minus the opposite label)")
     gen.add_argument("--prompts", default="pplm", help="'pplm' (15 prompts) or a .txt/.jsonl file")
     gen.add_argument("--prompt", action="append", help="a literal prompt (repeatable; overrides --prompts)")
     gen.add_argument("--seeds", default="0", help="comma-separated run seeds")

@@ -35,6 +35,18 @@ from loracompose.paths import atomic_directory
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+UNITS = ("text", "sentence")
+MIN_SENTENCE_WORDS = 4  # shorter "sentences" are mostly headings, names and list items
+
+
+def sentence_units(texts: list[str]) -> list[str]:
+    """Each text's sentences (pysbd's rule-based segmenter), in order; those of fewer than
+    MIN_SENTENCE_WORDS words are dropped. An IMDb review's opening is mostly plot and its
+    sentiment sits in a few verdict sentences; as units, a row holds many texts' verdicts."""
+    import pysbd
+
+    segmenter = pysbd.Segmenter(language="en", clean=False)
+    return [s.strip() for text in texts for s in segmenter.segment(text) if len(s.split()) >= MIN_SENTENCE_WORDS]
 
 
 @dataclass
@@ -54,6 +66,7 @@ class TrainConfig:
     batch_size: int = 8  # packed rows per step
     seq_len: int = 64  # tokens per packed row
     long_texts: str = "cut"  # texts longer than seq_len: "cut" (keep the opening) or "chunk" (use all of it)
+    unit: str = "text"  # training unit: "text" (each text whole) or "sentence" (each sentence of it, pysbd)
     warmup_steps: int = 10
     weight_decay: float = 0.0
     seed: int = 42
@@ -79,6 +92,8 @@ class TrainConfig:
             raise LoraComposeError(f"unknown quantize '{self.quantize}'; accepted: nf4, none")
         if self.long_texts not in ("cut", "chunk"):
             raise LoraComposeError(f"unknown long-texts '{self.long_texts}'; accepted: cut, chunk")
+        if self.unit not in UNITS:
+            raise LoraComposeError(f"unknown unit '{self.unit}'; accepted: {', '.join(UNITS)}")
         if not 0 <= self.dropout < 1:
             raise LoraComposeError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.datasets:
@@ -111,13 +126,16 @@ def collect_texts(config: TrainConfig) -> TrainingTexts:
         dataset = load_attribute_dataset(spec, config.data_options())
         dataset.check_label(config.label)
         train = dataset.texts("train", config.label)
+        validation = dataset.texts("validation", config.label)
+        if config.unit == "sentence":
+            train, validation = sentence_units(train), sentence_units(validation)
         if len(train) < config.min_examples:
             raise LoraComposeError(
                 f"label '{config.label}' has {len(train)} training examples in dataset '{dataset.name}'; "
                 f"at least {config.min_examples} are needed (see --min-examples)"
             )
         train_sources.append(train)
-        validation_sources.append(dataset.texts("validation", config.label))
+        validation_sources.append(validation)
         attributes.append(dataset.attribute)
         provenance.append({"name": dataset.name, "source": dataset.source, "content_hash": dataset.content_hash,
                            "train_texts": len(train)})
@@ -127,7 +145,7 @@ def collect_texts(config: TrainConfig) -> TrainingTexts:
     # Validation draws equally from each dataset that has validation texts (none: no validation loss).
     validation_sources = [texts for texts in validation_sources if texts]
     validation = mix_sources(validation_sources, Mixing("balanced"), config.seed) if validation_sources else []
-    hashed = json.dumps({"label": config.label, "mixing": str(mixing),
+    hashed = json.dumps({"label": config.label, "mixing": str(mixing), "unit": config.unit,
                          "datasets": [p["content_hash"] for p in provenance]}, sort_keys=True)
     return TrainingTexts(mix_sources(train_sources, mixing, config.seed), validation,
                          "+".join(dict.fromkeys(attributes)), provenance, hashlib.sha256(hashed.encode()).hexdigest())

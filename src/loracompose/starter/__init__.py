@@ -1,0 +1,1 @@
+"""Starter modules shipped with loracompose (see configs/starter.yaml)."""
