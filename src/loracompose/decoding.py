@@ -51,8 +51,14 @@ def row_seed(seed: int, sample: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{sample}".encode()).digest()[:8], "big") >> 1
 
 
+GREEDY_BELOW = 1e-3  # temperatures below this sample greedily: dividing logits by 1e-40 overflows float32
+
+
 def _warpers(config: SamplingConfig) -> LogitsProcessorList:
     warpers = LogitsProcessorList()
+    if config.temperature < GREEDY_BELOW:
+        warpers.append(TopKLogitsWarper(1))  # only the most likely token survives
+        return warpers
     if config.temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(config.temperature))
     if config.top_k:
@@ -84,7 +90,8 @@ class Sequence:
     rows: torch.Tensor | None = None
     coefficients: torch.Tensor | None = None
     tokens: list[int] = field(default_factory=list)  # sampled so far, EOS excluded
-    finish_reason: str | None = None  # "stop" (EOS), "length" (max_new_tokens), "cancelled"
+    finish_reason: str | None = None  # "stop" (EOS), "length" (max_new_tokens), "cancelled",
+    #                                   "error" (its scores were NaN/Inf: no distribution to sample from)
 
     @property
     def members(self) -> int:
@@ -125,6 +132,7 @@ class Decoder:
         self.generators = [torch.Generator(device="cpu").manual_seed(s.seed) for s in sequences]
         self.generated = torch.empty(len(sequences), 0, dtype=torch.long, device=self.device)
         self.finished = torch.tensor([s.finish_reason is not None for s in sequences], device=self.device)
+        self.errors_seen = [False] * len(sequences)
         self.out = None
         self.positions = None
 
@@ -192,9 +200,19 @@ class Decoder:
             generated = self.generated if indices is None else self.generated.index_select(0, indices)
             probs = torch.softmax(warpers(generated, scores), dim=-1).cpu()
             members = range(len(self.sequences)) if indices is None else indices.tolist()
+            # A row whose scores overflowed (a module's weights, a tiny temperature) has no distribution:
+            # that sequence alone ends with an error; the others draw as usual.
+            valid = torch.isfinite(probs).all(dim=-1) & (probs.sum(dim=-1) > 0)
             # One draw per sequence from its own generator: independent of the batch.
             for g, b in enumerate(members):
-                token[b] = torch.multinomial(probs[g], 1, generator=self.generators[b])[0]
+                if self.finished[b]:
+                    token[b] = self.pad  # finished rows run on as padding; nothing to draw
+                elif not valid[g]:
+                    self.sequences[b].finish_reason = "error"
+                    self.finished[b] = True
+                    token[b] = self.pad
+                else:
+                    token[b] = torch.multinomial(probs[g], 1, generator=self.generators[b])[0]
         token = token.to(self.device)
         was_finished = self.finished.clone()
         token = torch.where(self.finished, torch.full_like(token, self.pad), token)
@@ -202,6 +220,10 @@ class Decoder:
         self.finished |= token == self.eos
         changed = []
         for b, s in enumerate(self.sequences):
+            if s.finish_reason == "error" and not self.errors_seen[b]:
+                self.errors_seen[b] = True  # ended this step by non-finite scores: report it once
+                changed.append(b)
+                continue
             if was_finished[b]:
                 continue
             if token[b] == self.eos:
@@ -239,6 +261,13 @@ def sample(composed, tokenizer, prompts: list[str], seeds: list[int], config: Sa
         sequences.append(Sequence(ids.tolist(), seed, config, rows, coeff))
     decoder = Decoder(composed, tokenizer, sequences)
     decoder.run()
+    failed = [b for b, s in enumerate(sequences) if s.finish_reason == "error"]
+    if failed:
+        from loracompose.errors import LoraComposeError
+
+        raise LoraComposeError(f"generation produced NaN or Inf scores for {len(failed)} of {len(sequences)} "
+                               f"sequences (first: prompt {failed[0]}); a module's weights or the composition's "
+                               "weights overflow float32; use smaller weights or retrain the module")
     return [_continuation(tokenizer, p, g) for p, g in zip(prompts_ids, decoder.generated.cpu())]
 
 

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loracompose import __version__
-from loracompose.serve.engine import ApiError, Engine
+from loracompose.serve.engine import ApiError, Engine, shown
 from loracompose.serve.judging import JudgeService, judged_attributes
 from loracompose.serve.responses import Responder, error_body, sse_error
 from loracompose.serve.scheduler import Job, QueueFull, Scheduler
@@ -65,14 +65,15 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         return "the request body must be a JSON object (Content-Type: application/json)", None
     if kind == "missing":
         return f"field '{where}' is required", where
+    where = shown(where, 120)  # field names are the client's own keys: bounded, encodable
     if kind == "extra_forbidden":
         return f"unknown field '{where}'; see the OpenAI API and the 'composition' extension for accepted fields", \
             where
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
-    shown = "" if kind.startswith("value_error") or isinstance(got, dict) else f" (got {got!r:.60})"
+    got = "" if kind.startswith("value_error") or isinstance(got, dict) else f" (got {shown(repr(got))})"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return (f"{where}: {message}{shown}{more}" if where else f"{message}{more}"), where or None
+    return (f"{where}: {message}{got}{more}" if where else f"{message}{more}"), where or None
 
 
 def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService | None = None) -> FastAPI:
@@ -110,9 +111,9 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         message = {400: "the request body could not be parsed as JSON (invalid UTF-8, or nested too deeply)",
-                   404: f"no route {request.url.path}; routes: /v1/completions, /v1/chat/completions, "
+                   404: f"no route {shown(request.url.path)}; routes: /v1/completions, /v1/chat/completions, "
                         "/v1/models, /v1/judge, /health, /",
-                   405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code,
+                   405: f"method {shown(request.method)} is not allowed on {shown(request.url.path)}"}.get(exc.status_code,
                                                                                              str(exc.detail))
         return _error(exc.status_code, message, headers=getattr(exc, "headers", None))
 

@@ -31,6 +31,13 @@ from loracompose.serve.schemas import ChatRequest, CompletionRequest, Compositio
 from loracompose.serve.settings import ServeSettings
 
 
+def shown(value, limit: int = 60) -> str:
+    """A client-supplied string as an error message may echo it: valid UTF-8 (a lone surrogate
+    becomes `\\ud800`) and at most `limit` characters (then `…`)."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ApiError(Exception):
     """A client error with its HTTP status; the message names the problem and what is accepted."""
 
@@ -148,7 +155,7 @@ class Engine:
         """The request's composition; a module named as `model` means that module at weight 1."""
         known = [self.model_name] + self.bank.names
         if request.model not in known:
-            raise ApiError(404, f"unknown model '{request.model}'; known: {', '.join(known)}", "model")
+            raise ApiError(404, f"unknown model '{shown(request.model)}'; known: {', '.join(known)}", "model")
         if request.model != self.model_name:
             if request.composition is not None:
                 raise ApiError(400, f"model '{request.model}' is a module; give either a module as the model or a "
@@ -161,10 +168,11 @@ class Engine:
                 pass
             elif name not in self.bank.names:
                 extra = f" (and '{BASE_MEMBER}' for logit-sum)" if name == BASE_MEMBER else ""
-                raise ApiError(404, f"unknown module '{name}'; known modules: {', '.join(self.bank.names) or 'none'}"
+                raise ApiError(404, f"unknown module '{shown(name)}'; known modules: "
+                                    f"{', '.join(self.bank.names) or 'none'}"
                                     f"{extra}", "composition.modules")
             if not s.min_weight <= weight <= s.max_weight:
-                raise ApiError(400, f"weight {weight} of '{name}' is out of range; accepted: {s.min_weight} to "
+                raise ApiError(400, f"weight {weight} of '{shown(name)}' is out of range; accepted: {s.min_weight} to "
                                     f"{s.max_weight}", "composition.modules")
         if composition.method == "output-mean" and composition.modules \
                 and abs(sum(composition.modules.values())) < 1e-12:

@@ -14,8 +14,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import TYPE_CHECKING
 
-from loracompose.serve.scheduler import Job
+from loracompose.serve.engine import shown
+
+if TYPE_CHECKING:
+    from loracompose.serve.scheduler import Job
 
 
 def _finish(reason: str | None) -> str:
@@ -80,11 +84,16 @@ class Responder:
         return chunks + "data: [DONE]\n\n"
 
 
+MAX_MESSAGE = 2000  # characters of an error message (a list of known modules is the longest legitimate one)
+
+
 def error_body(status: int, message: str, param: str | None = None) -> dict:
     kinds = {401: "authentication_error", 404: "not_found_error", 408: "timeout_error", 413: "invalid_request_error",
              429: "rate_limit_error"}
     kind = kinds.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    # Every message and param is encodable and bounded, whatever a client put into it.
+    param = None if param is None else shown(param, 200)
+    return {"error": {"message": shown(message, MAX_MESSAGE), "type": kind, "param": param, "code": status}}
 
 
 def sse_error(status: int, message: str) -> str:

@@ -9,8 +9,9 @@
 Static batching: a batch runs to its end before the next starts (a job that
 arrives meanwhile waits in the queue). Each step, a job past its deadline or
 whose client went away is cancelled — its rows run on as padding and it is
-answered at once. Results do not depend on the batch: every sequence samples
-from its own generator, and padded positions are masked out.
+answered at once; so is a job whose scores became NaN/Inf (422), alone.
+Results do not depend on the batch: every sequence samples from its own
+generator, and padded positions are masked out.
 
 Events go to each job's `emit` (called from this thread; the app forwards them
 to its event loop): ("delta", [(choice, text)]), ("done", None), ("error", (status, message)).
@@ -59,7 +60,7 @@ class Scheduler:
         self.stopping = False
         self.batch_seconds = 1.0  # moving average of a batch's duration: the Retry-After estimate
         self.stats = {"batches": 0, "sequences": 0, "max_batch_jobs": 0, "max_batch_rows": 0, "max_queue_seen": 0,
-                      "rejected": 0, "timed_out": 0, "client_gone": 0, "mixed_batches": 0}
+                      "rejected": 0, "timed_out": 0, "client_gone": 0, "mixed_batches": 0, "non_finite": 0}
         self.thread = threading.Thread(target=self._run, name="loracompose-scheduler", daemon=True)
         self.thread.start()
 
@@ -183,12 +184,23 @@ class Scheduler:
             for job in batch:
                 if job.answered:
                     continue
-                if all(s.finish_reason for s in job.plan.sequences):
+                failed = next((i for i, s in enumerate(job.plan.sequences) if s.finish_reason == "error"), None)
+                if failed is not None:  # its scores overflowed: this job alone fails, the batch goes on
+                    self.stats["non_finite"] += 1
+                    self._answer(job, "error", (422, f"generation failed for choice {failed}: the model's scores "
+                                                     "became NaN or Inf (a module's weights overflow under this "
+                                                     "composition); try smaller weights or other modules"))
+                    self._cancel(job, owner, decoder)
+                elif all(s.finish_reason for s in job.plan.sequences):
                     self._answer(job, "done", None)
                 elif self._expired(job, now):
-                    for index, (owner_job, _) in enumerate(owner):
-                        if owner_job is job:
-                            decoder.cancel(index)
+                    self._cancel(job, owner, decoder)
+
+    @staticmethod
+    def _cancel(job: Job, owner: list, decoder: Decoder) -> None:
+        for index, (owner_job, _) in enumerate(owner):
+            if owner_job is job:
+                decoder.cancel(index)
 
     def _advance(self, job: Job, choice: int, decoder: Decoder, index: int) -> str:
         """Update a choice's text after a step (stop strings end it); the new text safe to stream."""

@@ -78,7 +78,7 @@ class Sampling(Strict):
         for name, neutral in _NEUTRAL.items():
             value = getattr(self, name, None)
             if value is not None and value not in neutral:
-                raise ValueError(f"{name}={value!r} is not supported by this server; leave it out")
+                raise ValueError(f"{name}={repr(value)[:40]} is not supported by this server; leave it out")
         if isinstance(self.stop, list) and (len(self.stop) > 4 or not all(self.stop)):
             raise ValueError("stop takes at most 4 non-empty strings")
         if self.stop == "":
