@@ -175,6 +175,6 @@ def test_tweets_are_plain_text_without_the_news_story_or_retweets():
 def test_sentence_units_split_reviews_into_sentences():
     from loracompose.train import sentence_units
 
-    review = "A Cry in the Dark is a masterful piece of cinema. The plot is long. Meryl Streep does immaculate justice."
+    review = "A Cry in the Dark is a masterful piece of cinema. So long. Meryl Streep does immaculate justice."
     assert sentence_units([review]) == ["A Cry in the Dark is a masterful piece of cinema.",
                                         "Meryl Streep does immaculate justice."]

@@ -15,6 +15,7 @@ from typing import Callable
 
 import pandas as pd
 
+from loracompose.data.clean import clean_text
 from loracompose.errors import LoraComposeError
 
 DEFAULT_TWEET_MIN_CONFIDENCE = 0.6
@@ -89,7 +90,7 @@ TWEET_STORY = re.compile(r"deflate ?gate|deflated|brady|patriots|belichick", re.
 def clean_tweet(text: str) -> str:
     """A tweet as plain text: no URLs, no @handles or RT prefix, no trailing hashtag
     run, '#' dropped from hashtags inside a sentence, no mojibake. Empty if nothing is left."""
-    text = _STRAY_UNDERSCORES.sub("", _MOJIBAKE.sub("", _URL.sub("", text)))
+    text = _STRAY_UNDERSCORES.sub("", _MOJIBAKE.sub("", _URL.sub("", clean_text(text))))
     text = _RETWEET.sub("", text)
     text = _MENTION.sub(" ", text)
     text = _TRAILING_TAGS.sub("", text)
