@@ -15,6 +15,7 @@ from peft import LoraConfig
 from safetensors.torch import save_file
 
 from loracompose.compose.bank import LoraPair
+from loracompose.errors import LoraComposeError
 from loracompose.modules import ADAPTER_WEIGHTS, write_metadata
 from loracompose.paths import atomic_directory
 
@@ -25,7 +26,8 @@ def padded_rank(pairs: dict[str, LoraPair]) -> int:
 
 def write_adapter(pairs: dict[str, LoraPair], out: str | Path, *, base_model_name: str, metadata: dict,
                   overwrite: bool = False) -> Path:
-    """Save `pairs` (scale folded in) as a PEFT adapter + loracompose.json, atomically."""
+    """Save `pairs` (scale folded in) as a PEFT adapter + loracompose.json, atomically; a non-finite
+    tensor is refused before anything is written."""
     rank = padded_rank(pairs)
     tensors = {}
     for layer, pair in pairs.items():
@@ -33,6 +35,9 @@ def write_adapter(pairs: dict[str, LoraPair], out: str | Path, *, base_model_nam
         B = torch.zeros(pair.B.shape[0], rank)
         A[: pair.rank] = pair.scale * pair.A.float()
         B[:, : pair.rank] = pair.B.float()
+        if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
+            raise LoraComposeError(f"cannot export '{Path(out).name}': layer {layer} has NaN or Inf values after "
+                                   f"folding in its scale ({pair.scale:.3g}); nothing was written")
         tensors[f"base_model.model.{layer}.lora_A.weight"] = A.contiguous()
         tensors[f"base_model.model.{layer}.lora_B.weight"] = B.contiguous()
     # Exact layer names: PEFT matches a target by name suffix, so a full name selects just that layer.

@@ -120,7 +120,7 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": engine.model_name, "modules": len(engine.bank),
-                **app.state.scheduler.snapshot()}
+                "refused_modules": engine.refused, **app.state.scheduler.snapshot()}
 
     @app.get("/v1/models")
     async def models():

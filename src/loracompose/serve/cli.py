@@ -28,6 +28,8 @@ def cmd_serve(args) -> None:
     where = f"http://{args.host}:{args.port}"
     print(f"serving {engine.model_name} with {len(engine.bank)} modules ({', '.join(engine.bank.names) or 'none'}) "
           f"at {where} (playground: {where}/){'; API key required' if api_key else ''}", flush=True)
+    for name, message in engine.refused.items():
+        print(f"not serving {name}: {message}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

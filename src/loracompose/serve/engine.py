@@ -15,6 +15,7 @@ the configured directory; a client never names a path.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from loracompose.decoding import SamplingConfig, Sequence, row_seed
 from loracompose.generate import BASE_MEMBER, logit_sum_members
 from loracompose.serve.schemas import ChatRequest, CompletionRequest, Composition, Sampling
 from loracompose.serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
 
 
 def shown(value, limit: int = 60) -> str:
@@ -65,8 +68,12 @@ class Engine:
     def __init__(self, model, tokenizer, model_name: str, modules_dir: str | Path | None, settings: ServeSettings,
                  fingerprint: dict | None = None):
         self.model, self.tokenizer, self.model_name, self.settings = model, tokenizer, model_name, settings
-        paths = discover_modules(modules_dir) if modules_dir else {}
-        self.bank = ModuleBank(model, paths, fingerprint)
+        # A bad module is refused with its message and the others are served (GET /health lists them).
+        self.refused: dict[str, str] = {}
+        paths = discover_modules(modules_dir, self.refused) if modules_dir else {}
+        self.bank = ModuleBank(model, paths, fingerprint, self.refused)
+        for name, message in self.refused.items():
+            log.warning("not serving %s: %s", name, message)
         self.composed = ComposedModel(model, self.bank)
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.tokenizer_lock = threading.Lock()  # a fast tokenizer is not safe across threads
