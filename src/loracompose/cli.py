@@ -88,9 +88,17 @@ def cmd_train(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from loracompose.demo import run_demo
+    from loracompose.demo import DemoSettings, run_demo
 
-    run_demo(Path(args.out), steps=args.steps, retrain=args.retrain)
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    except ValueError:
+        raise LoraComposeError(f"--seeds '{args.seeds}' must be whole numbers, comma-separated (e.g. 1,2)") from None
+    settings = DemoSettings(model=args.model, modules=args.modules, prompts=args.prompts, seeds=seeds,
+                            samples=args.samples, strength=args.strength,
+                            reference=None if args.reference == "none" else args.reference)
+    report = run_demo(Path(args.out), settings)
+    print(f"\n{report.read_text()}\nreport: {report.resolve()} (and report.html beside it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,10 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_compose(sub)
 
-    demo = sub.add_parser("demo", help="the end-to-end demo on the packaged model and data")
-    demo.add_argument("--out", default="runs/demo", help="where modules and generations go")
-    demo.add_argument("--steps", type=int, default=None, help="training steps per module")
-    demo.add_argument("--retrain", action="store_true", help="train again even if the modules exist")
+    demo = sub.add_parser("demo", help="steer the packaged SmolLM2 with its starter modules, judge it, "
+                                       "write a report")
+    demo.add_argument("--out", default="runs/demo", help="where generations, metrics and the report go")
+    demo.add_argument("--model", default="smollm2-135m")
+    demo.add_argument("--modules", default=None, help="modules directory (default: the base's starter modules)")
+    demo.add_argument("--prompts", default="pplm", help="prompt set: pplm, pplm35, neutral, or a file")
+    demo.add_argument("--seeds", default="1,2", help="comma-separated run seeds")
+    demo.add_argument("--samples", type=int, default=2, help="continuations per prompt and seed")
+    demo.add_argument("--strength", type=float, default=1.0, help="steering strength in (0, 4]")
+    demo.add_argument("--reference", default="none", help="perplexity model, e.g. gemma3-270m (default: none)")
     demo.set_defaults(func=cmd_demo)
     register_evaluate(sub)
     register_experiments(sub)

@@ -16,6 +16,7 @@ def _load_steerer(args, names: list[str] | None):
     from loracompose.generate import BASE_MEMBER, Steerer
     from loracompose.models import load_base
 
+    _starter_keyword(args)
     base = load_base(args.model, quantize=None if args.quantize == "none" else args.quantize)
     paths = _module_paths(args.modules) if args.modules else {}
     if names is not None:
@@ -26,6 +27,14 @@ def _load_steerer(args, names: list[str] | None):
         paths = {n: p for n, p in paths.items() if n in names}
     bank = ModuleBank(base.model, paths, base.fingerprint)
     return Steerer(base.model, base.tokenizer, bank, args.model), base
+
+
+def _starter_keyword(args) -> None:
+    """`--modules starter`: the starter modules shipped for `--model`."""
+    if args.modules == "starter":
+        from loracompose.steer import starter_modules_dir
+
+        args.modules = str(starter_modules_dir(args.model))
 
 
 def _module_paths(spec: str) -> dict[str, Path]:
@@ -66,6 +75,7 @@ def _steering(args):
     targets = parse_steer(args.steer)
     if not args.modules:
         args.modules = str(starter_modules_dir(args.model))
+    _starter_keyword(args)
     infos = {name: read_module(path) for name, path in _module_paths(args.modules).items()}
     kwargs = {k: v for k, v in (("strength", args.strength), ("strategy", args.strategy)) if v is not None}
     return resolve_steering(infos, targets, **kwargs)
@@ -140,6 +150,7 @@ def cmd_learn_weights(args) -> None:
 def cmd_modules(args) -> None:
     from loracompose.modules import read_module
 
+    _starter_keyword(args)
     for name, path in _module_paths(args.modules).items():
         info = read_module(path)
         print(f"{name:32} attribute={info.attribute} label={info.label} rank={info.rank} alpha={info.alpha:g} "
@@ -148,7 +159,8 @@ def cmd_modules(args) -> None:
 
 def _model_args(parser: argparse.ArgumentParser, quantize_default: str = "none") -> None:
     parser.add_argument("--model", default="smollm2-135m", help="packaged name, local HF directory or hub id")
-    parser.add_argument("--modules", default=None, help="directory of modules, or module directories, comma-separated")
+    parser.add_argument("--modules", default=None, help="directory of modules, module directories (comma-separated), "
+                                                        "or 'starter' (the modules shipped for --model)")
     parser.add_argument("--quantize", choices=["nf4", "none"], default=quantize_default,
                         help="base weights (default dense: NF4 makes SmolLM2's text more repetitive)")
 
@@ -217,5 +229,6 @@ def register(sub) -> None:
     learn.set_defaults(func=cmd_learn_weights)
 
     mods = sub.add_parser("modules", help="list the modules in a directory")
-    mods.add_argument("modules")
+    mods.add_argument("modules", help="a modules directory, or 'starter'")
+    mods.add_argument("--model", default="smollm2-135m", help="with 'starter': the base whose starter modules")
     mods.set_defaults(func=cmd_modules)
