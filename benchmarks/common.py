@@ -23,7 +23,7 @@ from loracompose.paths import write_text_atomic
 from loracompose.provenance import git_commit
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_MODULES = REPO / "runs" / "demo" / "modules"
+STARTER_MODULES = REPO / "src" / "loracompose" / "starter" / "smollm2-135m"  # shipped with the package
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Settings:
     train_steps: int = 6  # training figure: steps per run (the first is warm-up, not timed)
     train_datasets: tuple[str, ...] = ("tweets", "imdb")
     eval_texts: int = 64  # evaluation figure: texts judged and scored
-    modules_dir: str | None = None  # real modules to compose (default: runs/demo/modules when present)
+    modules_dir: str | None = None  # real modules to compose (default: the smollm2-135m starter modules)
 
 
 def summary(values: list[float], scale: float = 1.0) -> dict:
@@ -150,7 +150,7 @@ def prepare_modules(settings: Settings, model_dir: str, scratch: Path) -> tuple[
 
     wanted = max(settings.ns)
     real: dict[str, Path] = {}
-    source = settings.modules_dir or (str(DEMO_MODULES) if DEMO_MODULES.is_dir() and not settings.quick else None)
+    source = settings.modules_dir or (str(STARTER_MODULES) if STARTER_MODULES.is_dir() and not settings.quick else None)
     if source:
         for name, path in discover_modules(source).items():
             info = read_module(path)

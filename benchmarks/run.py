@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(FIGURES), help=f"figures to run, of {','.join(FIGURES)}")
     parser.add_argument("--merge", action="store_true", help="keep the other figures of an existing --out")
     parser.add_argument("--model", help="model spec (default smollm2-135m; --quick: a tiny random llama)")
-    parser.add_argument("--modules", help="directory of real modules (default runs/demo/modules when present)")
+    parser.add_argument("--modules", help="directory of real modules (default: the smollm2-135m starter modules)")
     parser.add_argument("--quantize", help="decode-step bases, of none,nf4 (default both)")
     parser.add_argument("--n", help="module counts N (default 1,2,3,5,8)")
     parser.add_argument("--decode-batch", help="sequences per decode step (default 1,8)")

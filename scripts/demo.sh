@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
-# Quick start 1: set up, run the demo experiment (configs/demo.yaml) and write its report.
-# About 15 minutes on 2 CPU cores the first time; a rerun reuses every finished stage.
+# Quick start 1: set up, then steer the packaged SmolLM2 with its starter modules (positive,
+# negative, sport, positive + sport), judge every continuation against the base's and write
+# the report. About 10 minutes on 2 CPU cores from scratch; a rerun reuses the generations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/loracompose run configs/demo.yaml "$@"
-.venv/bin/loracompose report --experiment demo --out runs/experiments/report/demo
-echo
-echo "report: $(pwd)/runs/experiments/report/demo/report.html (and report.md beside it)"
-echo "results: .venv/bin/loracompose results --experiment demo"
+.venv/bin/loracompose demo --out runs/demo "$@"

@@ -75,7 +75,7 @@ def test_cli_prints_one_error_line(tmp_path, capsys):
 
 
 def test_shipped_configs_are_valid():
-    demo = load_spec("configs/demo.yaml")
+    demo = load_spec("configs/study-small.yaml")
     assert demo.models == ["smollm2-135m"] and demo.tasks[0].targets == ["positive"]
     assert set(demo.tasks[0].conditions) == {"base", "single:imdb", "single:rotten_tomatoes", "single:tweets",
                                              "combined", "weights-average", "output-sum"}

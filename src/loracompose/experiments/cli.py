@@ -30,7 +30,7 @@ def _open(db: str):
 
     if not Path(db).is_file():
         raise LoraComposeError(f"results database '{db}' does not exist; run an experiment first "
-                               "(loracompose run configs/demo.yaml) or pass --db")
+                               "(loracompose run configs/study-small.yaml) or pass --db")
     return Store(db)
 
 
@@ -72,7 +72,7 @@ def cmd_report(args) -> None:
 
 def register(subparsers) -> None:
     run = subparsers.add_parser("run", help="run an experiment grid (cached, resumable) and store its results")
-    run.add_argument("spec", help="experiment spec (YAML), e.g. configs/demo.yaml")
+    run.add_argument("spec", help="experiment spec (YAML), e.g. configs/study-small.yaml")
     run.add_argument("--executor", choices=["inprocess", "ray"], default="inprocess",
                      help="in this process (default), or Ray tasks on a local instance or RAY_ADDRESS")
     run.add_argument("--workdir", default=None, help="override the spec's workdir (cache, results, logs)")

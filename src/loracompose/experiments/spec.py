@@ -275,7 +275,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 
     path = Path(path)
     if not path.is_file():
-        raise LoraComposeError(f"experiment spec '{path}' does not exist (a YAML file, e.g. configs/demo.yaml)")
+        raise LoraComposeError(f"experiment spec '{path}' does not exist (a YAML file, e.g. configs/study-small.yaml)")
     text = path.read_text()
     try:
         data = yaml.safe_load(text)
