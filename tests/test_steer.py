@@ -119,3 +119,29 @@ def test_generate_steer_refuses_bad_input_and_writes_nothing(tiny_model_dir, lab
     code, captured = generate(capsys, tiny_model_dir, labelled_modules, tmp_path / "out.jsonl", *extra)
     assert code == 2 and message in captured.err
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_demo_writes_a_report_of_steering_against_the_base(tiny_model_dir, labelled_modules, tmp_path):
+    from test_evaluate_end_to_end import TEST_SETTINGS
+
+    from loracompose.demo import DemoSettings, run_demo
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The lake\nThe horse\nThe city\n")
+    settings = DemoSettings(model=str(tiny_model_dir), modules=str(labelled_modules), prompts=str(prompts),
+                            seeds=(1,), samples=2, max_new_tokens=6, resamples=200, judges=TEST_SETTINGS)
+    report = run_demo(tmp_path / "demo", settings)
+    text = report.read_text()
+    for row in ("| steer sentiment=positive: judged positive |", "| steer sentiment=negative: judged negative |",
+                "| sentiment, mean of both directions |", "| steer topic=sport: judged sport |",
+                "| steer sentiment=positive,topic=sport: judged both (joint) |", "**Calibration**"):
+        assert row in text, row
+    assert "**positive**" in text and "The lake" in text  # example generations
+    assert (tmp_path / "demo" / "report.html").read_text().count("<tr>") >= 6
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    pos = next(r for r in results["comparisons"]["sentiment"] if r["metric"] == "toward positive: sentiment=positive hard")
+    assert pos["pairs"] == 6 and 0 <= pos["other"] <= 1 and pos["difference"] == pytest.approx(pos["other"] - pos["base"])
+    # a rerun with the same settings reuses the generations; other settings regenerate them
+    stamp = (tmp_path / "demo" / "generations" / "base.jsonl").stat().st_mtime_ns
+    run_demo(tmp_path / "demo", settings)
+    assert (tmp_path / "demo" / "generations" / "base.jsonl").stat().st_mtime_ns == stamp

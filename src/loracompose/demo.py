@@ -60,6 +60,7 @@ class DemoSettings:
     strategy: str = "contrast"
     reference: str | None = None  # perplexity model (None: skipped; distinct-2 is always reported)
     resamples: int = 2000
+    judges: object = None  # JudgeSettings of the built-in panels (None: the defaults)
 
 
 def _slug(name: str) -> str:
@@ -84,7 +85,7 @@ def generate_conditions(settings: DemoSettings, out: Path) -> dict[str, Path]:
              for c in CONDITIONS if c.steer}  # every bad target fails here, before the model loads
     files = {c.name: out / "generations" / f"{_slug(c.name)}.jsonl" for c in CONDITIONS}
     stamp = out / "generations" / "settings.json"
-    wanted = json.dumps({**asdict(settings), "modules": str(directory)}, sort_keys=True)
+    wanted = json.dumps({**asdict(settings), "modules": str(directory)}, sort_keys=True, default=str)
     if stamp.is_file() and stamp.read_text() != wanted:  # other settings: nothing here can be reused
         for path in files.values():
             path.unlink(missing_ok=True)
@@ -113,8 +114,10 @@ def evaluate_conditions(settings: DemoSettings, files: dict[str, Path], out: Pat
     from loracompose.evaluate.directions import evaluate_directions
     from loracompose.evaluate.metrics import EvalOptions, evaluate_generations, load_reference, write_metrics
 
+    from loracompose.evaluate.panel import JudgeSettings
+
     options = EvalOptions(reference=settings.reference, resamples=settings.resamples, check_directions=True,
-                          calibrate=True)
+                          calibrate=True, settings=settings.judges or JudgeSettings(), progress=False)
     reference = load_reference(options)
     metrics_dir = out / "metrics"
 
@@ -136,8 +139,9 @@ def evaluate_conditions(settings: DemoSettings, files: dict[str, Path], out: Pat
             save(f"base-{slug}", evaluate_generations(base, condition.judged, options, reference)),
             save(f"steer-{slug}", evaluate_generations(files[condition.name], condition.judged, options, reference)))
     comparisons = {name: rows_as_dicts(compare(a, [b], resamples=settings.resamples)) for name, (a, b) in pairs.items()}
-    calibration = json.loads(pairs["sentiment"][1].read_text()).get("calibration")
-    return {"comparisons": comparisons, "calibration": calibration}
+    steer_metrics = json.loads(pairs["sentiment"][1].read_text())
+    return {"comparisons": comparisons, "calibration": steer_metrics.get("calibration"),
+            "baseline": steer_metrics.get("baseline")}
 
 
 def _examples(files: dict[str, Path], per_condition: int = 3) -> dict[str, list[str]]:
@@ -159,6 +163,19 @@ def _p(x) -> str:
     return "–" if x is None else (f"{x:.1e}" if x < 1e-3 else f"{x:.3f}")
 
 
+def _row_label(condition: str, metric: str) -> str:
+    """'toward negative: sentiment=negative hard' → 'steer sentiment=negative: judged negative'."""
+    metric = metric.removesuffix(" hard")
+    if condition == "sentiment":
+        if metric.startswith("mean of directions"):
+            return "sentiment, mean of both directions"
+        label = metric.split(":", 1)[0].removeprefix("toward ")
+        return f"steer sentiment={label}: judged {label}"
+    steer = next(c.steer for c in CONDITIONS if c.name == condition)
+    judged = "both (joint)" if metric == "joint" else metric.split("=", 1)[-1]
+    return f"steer {steer}: judged {judged}"
+
+
 def report_markdown(settings: DemoSettings, results: dict, examples: dict[str, list[str]], n: int) -> str:
     lines = ["# loracompose demo: steering SmolLM2 with its starter modules", "",
              f"Model `{settings.model}`, starter modules ({settings.strategy} strategy, strength {settings.strength:g}); "
@@ -167,18 +184,18 @@ def report_markdown(settings: DemoSettings, results: dict, examples: dict[str, l
              "Each row: share of continuations the judges' majority vote puts on target (hard accuracy), the base "
              "model's share on the same prompts, the paired difference with a 95% bootstrap interval (prompts "
              "resampled), and the exact McNemar p-value (Holm-adjusted within each comparison).", "",
-             "Reproduce: `loracompose demo` (this report), or by hand: `loracompose generate --steer "
-             "sentiment=positive --prompts pplm --seeds 1,2 --samples 2 --out pos.jsonl`, the same with "
-             "`sentiment=negative` and with no `--steer`, then `loracompose evaluate --positive pos.jsonl --negative "
-             "neg.jsonl` and `loracompose compare`.", "",
+             f"Reproduce: `loracompose demo --prompts {settings.prompts} --seeds "
+             f"{','.join(map(str, settings.seeds))} --samples {settings.samples}` (this report), or by hand: "
+             f"`loracompose generate --steer sentiment=positive --prompts {settings.prompts} --out pos.jsonl`, the "
+             "same with `sentiment=negative` and with no `--steer`, then `loracompose evaluate --positive pos.jsonl "
+             "--negative neg.jsonl --baseline base.jsonl` and `loracompose compare`.", "",
              "| steering | judged on target | base | Δ | 95% interval | p (Holm) |", "|---|---|---|---|---|---|"]
     for name, rows in results["comparisons"].items():
         for row in rows:
             if not row["metric"].endswith("hard"):
                 continue
             ci = f"[{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]" if row.get("ci") else "–"
-            label = row["metric"].removesuffix(" hard")
-            lines.append(f"| {name if name != 'sentiment' else 'sentiment'}: {label} | **{_fmt(row['other'])}** | "
+            lines.append(f"| {_row_label(name, row['metric'])} | **{_fmt(row['other'])}** | "
                          f"{_fmt(row['base'])} | {row['difference']:+.3f} | {ci} | {_p(row.get('p_holm'))} |")
     distinct = [(name, row) for name, rows in results["comparisons"].items() for row in rows
                 if row["metric"].endswith("distinct-2")]
@@ -187,12 +204,13 @@ def report_markdown(settings: DemoSettings, results: dict, examples: dict[str, l
                   + "; ".join(f"{name} {row['metric'].replace('distinct-2', '').strip(': ')} "
                               f"{_fmt(row['other'])} (base {_fmt(row['base'])})".replace("  ", " ")
                               for name, row in distinct) + "."]
-    calibration = results.get("calibration")
-    if calibration:
-        lines += ["", "**Calibration** (where 0.5 is): the sentiment panel's positive share on "
-                  + "; ".join(f"{k.replace('_', ' ')} {v['positive_share']:.3f} (n = {v['n']})"
-                              for k, v in calibration.items() if isinstance(v, dict) and "positive_share" in v)
-                  + "."]
+    shares = dict((results.get("calibration") or {}).get("sets", {}))
+    if results.get("baseline"):
+        shares["the base model's continuations of these prompts"] = results["baseline"]
+    if shares:
+        lines += ["", "**Calibration** (where 0.5 is): the sentiment panel's majority vote calls positive "
+                  + "; ".join(f"{v['vote_share']['positive']:.3f} of {k} (n = {v.get('n', '?')})"
+                              for k, v in shares.items() if "positive" in v.get("vote_share", {})) + "."]
     lines += ["", "## Example generations (seed, sample 0; the same prompts in every condition)", ""]
     for name, texts in examples.items():
         lines += [f"**{name}**", ""] + [f"- {t}" for t in texts] + [""]
