@@ -83,7 +83,8 @@ def build(config_path: Path, only: set[str] | None = None, overwrite: bool = Fal
         to_bfloat16(out)
         metadata = json.loads((out / METADATA_FILE).read_text())
         metadata.pop("format", None)
-        metadata["build"] = {"command": command, "commit": git_commit(), "config": str(config_path),
+        commit = git_commit(dirty_paths=("src", "configs", "pyproject.toml"))  # "+local-changes" if edited
+        metadata["build"] = {"command": command, "commit": commit, "config": str(config_path),
                              "config_sha256": config_sha, "adapter_dtype": "bfloat16",
                              "snapshots": [str(snapshots_root / name / f"step-{s}") for s in snapshots]}
         write_metadata(out, metadata)
