@@ -27,10 +27,12 @@ import torch
 
 from loracompose import __version__
 from loracompose.data import DataOptions, Mixing, SplitSizes, load_attribute_dataset, mix_sources
+from loracompose.checkpoints import (atomic_trainer, disk_full, disk_full_error, divergence_guard, drop_partial,
+                                     finite_history, latest_complete)
 from loracompose.errors import LoraComposeError
 from loracompose.modules import METADATA_FILE, finite_or_none, module_name, write_metadata
 from loracompose.packing import PackedCollator, pack_documents, tokenize_documents
-from loracompose.paths import atomic_directory
+from loracompose.paths import atomic_directory, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -165,18 +167,16 @@ def _work_dir(out: Path) -> Path:
     return out.with_name(out.name + ".training")
 
 
-def _latest_checkpoint(work: Path) -> Path | None:
-    checkpoints = sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return checkpoints[-1] if checkpoints else None
-
-
 def _check_resume(work: Path, settings: dict) -> Path:
-    checkpoint = _latest_checkpoint(work) if work.is_dir() else None
+    checkpoint = latest_complete(work)  # a checkpoint a crash left half-written is ignored
     if checkpoint is None:
         raise LoraComposeError(f"--resume: no checkpoint to resume in '{work}'; run without --resume to start")
     if not (work / RUN_FILE).is_file():
         raise LoraComposeError(f"--resume: '{work}' has checkpoints but no {RUN_FILE}; drop --resume to start over")
-    recorded = json.loads((work / RUN_FILE).read_text())["settings"]
+    try:
+        recorded = json.loads((work / RUN_FILE).read_text())["settings"]
+    except (ValueError, KeyError, TypeError):
+        raise LoraComposeError(f"--resume: '{work / RUN_FILE}' is unreadable; drop --resume to start over") from None
     differing = sorted(k for k in settings.keys() | recorded.keys() if settings.get(k) != recorded.get(k))
     if differing:
         details = "; ".join(f"{k}: checkpoint {recorded.get(k)!r}, now {settings.get(k)!r}" for k in differing)
@@ -229,7 +229,8 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
         log.info("starting over: removing the earlier unfinished run in %s", work)
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / RUN_FILE).write_text(json.dumps({"settings": settings, "data_hash": data.data_hash}, indent=2))
+    drop_partial(work)
+    write_text_atomic(work / RUN_FILE, json.dumps({"settings": settings, "data_hash": data.data_hash}, indent=2))
 
     model = base.model
     model.config.use_cache = False  # a KV cache would disable the packed (block-diagonal) attention mask
@@ -253,6 +254,7 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         logging_steps=max(1, min(10, config.steps // 20)),
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (and stops the run), not hidden by an average
         eval_strategy="steps" if config.eval_every and validation_rows else "no",
         eval_steps=config.eval_every or None,
         eval_on_start=bool(config.eval_every and validation_rows and not resume),  # the untrained baseline
@@ -268,12 +270,23 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
         disable_tqdm=True,  # LossProgressCallback draws the bar
     )
     collator = PackedCollator()
-    trainer = Trainer(model=model, args=args, train_dataset=train_rows,
-                      eval_dataset=validation_rows or None,
-                      data_collator=collator, callbacks=[LossProgressCallback(enabled=progress), *(callbacks or [])])
+    guard = divergence_guard()
+    trainer = atomic_trainer(Trainer)(model=model, args=args, train_dataset=train_rows,
+                                      eval_dataset=validation_rows or None, data_collator=collator,
+                                      callbacks=[LossProgressCallback(enabled=progress), guard, *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the bar shows the losses
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except OSError as exc:
+        if disk_full(exc):
+            raise disk_full_error(out, work) from None
+        raise
+    if guard.diverged:
+        step, loss = guard.diverged
+        shutil.rmtree(work, ignore_errors=True)
+        raise LoraComposeError(f"training diverged: the training loss was {loss} at step {step}, so no module was "
+                               f"written; lower --learning-rate (now {config.learning_rate:g})")
     elapsed = time.perf_counter() - started
     evals = [e for e in trainer.state.log_history if "eval_loss" in e and e["step"] == trainer.state.global_step]
     if evals:  # already measured at the last step
@@ -281,7 +294,7 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
     else:
         validation_loss = trainer.evaluate()["eval_loss"] if validation_rows else None
 
-    history = [entry for entry in trainer.state.log_history if "loss" in entry or "eval_loss" in entry]
+    history = finite_history([e for e in trainer.state.log_history if "loss" in e or "eval_loss" in e])
     train_losses = [entry["loss"] for entry in history if "loss" in entry]
     record = {
         "settings": settings,
@@ -312,9 +325,14 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
         "loracompose_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_directory(out, overwrite=True) as staging:
-        model.save_pretrained(staging)
-        write_metadata(staging, metadata)
+    try:
+        with atomic_directory(out, overwrite=True) as staging:
+            model.save_pretrained(staging)
+            write_metadata(staging, metadata)
+    except OSError as exc:
+        if disk_full(exc):
+            raise disk_full_error(out, work) from None
+        raise
     shutil.rmtree(work, ignore_errors=True)
     log.info("module written to %s (%d steps, validation loss %s)", out, record["steps"], record["validation_loss"])
     model.eval()
