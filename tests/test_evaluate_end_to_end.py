@@ -120,11 +120,12 @@ def test_cli_evaluate_and_compare(files, tiny_model_dir, tmp_path, capsys):
     outs = [tmp_path / "base.json", tmp_path / "pos.json"]
     for gens, out in zip(files, outs):
         code = main(["evaluate", str(gens), "--target", "sentiment=positive", "--reference", str(tiny_model_dir),
-                     "--out", str(out), "--resamples", "500", "--no-progress", *CAPS])
+                     "--out", str(out), "--resamples", "500", "--no-progress", "--no-calibration", *CAPS])
         assert code == 0 and json.loads(out.read_text())["targets"] == {"sentiment": "positive"}
     printed = capsys.readouterr().out
     assert "sentiment=positive: hard accuracy 1.000" in printed and "test accuracy" in printed
     assert "perplexity" in printed and "texts/s" in printed
+    assert "one direction only; the field reports both: --positive POS.jsonl --negative NEG.jsonl" in printed
     assert main(["compare", str(outs[0]), str(outs[1]), "--resamples", "500", "--out", str(tmp_path / "t.json")]) == 0
     table = capsys.readouterr().out
     assert "sentiment=positive hard" in table and "p (Holm)" in table

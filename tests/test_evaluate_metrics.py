@@ -199,3 +199,26 @@ def test_cluster_bootstrap_resamples_whole_prompts():
     assert naive.high - naive.low < 0.75 * (clustered.high - clustered.low)
     with pytest.raises(LoraComposeError, match="label every score"):
         bootstrap_mean([1.0, 0.0], groups=["p"])
+
+
+def test_bootstrap_mean_of_means_draws_the_same_prompts_for_every_direction():
+    from loracompose.evaluate.significance import bootstrap_mean_of_means
+
+    rng = np.random.default_rng(7)
+    prompts = [f"p{i:02d}" for i in range(30)]
+    x = (rng.random(30) < 0.6).astype(float)
+    # One list, groups in sorted order: the same draws as the cluster bootstrap of its mean.
+    one = bootstrap_mean_of_means([x], [prompts], seed=3)
+    plain = bootstrap_mean(x, groups=prompts, seed=3)
+    assert (one.estimate, one.low, one.high) == pytest.approx((plain.estimate, plain.low, plain.high))
+    # x toward one label, 1 − x toward the other, records in another order: every draw takes the same
+    # prompts for both, so each resampled mean of means is exactly 1/2 (independent draws would spread).
+    order = rng.permutation(30)
+    both = bootstrap_mean_of_means([x, 1 - x[order]], [prompts, [prompts[i] for i in order]], seed=3)
+    assert (both.estimate, both.low, both.high) == pytest.approx((0.5, 0.5, 0.5))
+    # Known answer with unequal sample counts: mean of the two means, not the pooled mean.
+    est = bootstrap_mean_of_means([[1.0, 1.0, 1.0, 0.0], [0.0, 0.0]], [["a", "a", "b", "b"], ["a", "b"]],
+                                  resamples=50).estimate
+    assert est == pytest.approx((0.75 + 0.0) / 2)
+    with pytest.raises(LoraComposeError, match="same groups"):
+        bootstrap_mean_of_means([[1.0], [0.0]], [["a"], ["b"]])

@@ -93,3 +93,26 @@ def test_results_and_report_commands(db, tmp_path, capsys):
     assert main(["report", "--db", str(tmp_path / "missing.sqlite")]) == 2
     assert main(["report", "--db", str(db), "--experiment", "other"]) == 2
     assert "no experiment 'other'" in capsys.readouterr().err
+
+
+def test_report_shows_both_directions_and_their_mean(tmp_path):
+    path = tmp_path / "results.sqlite"
+    positive = {"base": HITS["base"], "output-sum": HITS["output-sum"]}
+    negative = {"base": [1 - h for h in HITS["base"]], "output-sum": [1] * 12}  # base: each text voted one way
+    with Store(path) as store:
+        run = store.start_run("dirs", "name: dirs\n", "inprocess", "m", "2026-01-01T00:00:00", "log")
+        for target, table in (("positive", positive), ("negative", negative)):
+            for condition, hits in table.items():
+                store.put({"experiment": "dirs", "model": "tiny", "task": "sentiment", "prompt_set": "pplm35",
+                           "condition": condition, "target": target, "seed": 0, "generate_key": "g",
+                           "evaluate_key": condition + target, "metrics": metrics(hits)}, run)
+        store.finish_run(run, "2026-01-01T00:10:00", 600.0, "done", 4, {})
+        paths = write_report(store, "dirs", tmp_path / "report")
+    md = paths["markdown"].read_text()
+    section = md.split("### sentiment, both directions, prompts pplm35")[1].split("###")[0]
+    assert "| condition | model | toward positive | toward negative | mean | n |" in section
+    assert "| base | tiny | 0.167 [" in section and "| 0.500 [0.500, 0.500] | 24 |" in section
+    assert "| output-sum | tiny | 0.833 [" in section and "| 1.000 [1.000, 1.000] | 0.917 [" in section
+    cells = json.loads(paths["tables"].read_text())["directions|sentiment|pplm35"]
+    assert cells["tiny|output-sum"]["mean"] == pytest.approx((10 / 12 + 1) / 2)
+    assert cells["tiny|base"]["mean_ci"] == pytest.approx([0.5, 0.5])

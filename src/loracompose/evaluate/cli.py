@@ -7,7 +7,24 @@ from pathlib import Path
 
 
 def _summary(metrics: dict) -> str:
+    from loracompose.evaluate.calibration import format_calibration
+    from loracompose.evaluate.directions import is_directions
+
+    if is_directions(metrics):
+        return _directions_summary(metrics)
     lines = [f"{metrics['generations']['records']} generations, {metrics['generations']['prompts']} prompts"]
+    lines += _attribute_lines(metrics)
+    if "sentiment" in metrics["targets"]:
+        lines.append("    (one direction only; the field reports both: --positive POS.jsonl --negative NEG.jsonl)")
+    lines += _other_lines(metrics)
+    calibration = format_calibration(metrics.get("calibration"))
+    if calibration:
+        lines.append(calibration)
+    return "\n".join(lines)
+
+
+def _attribute_lines(metrics: dict) -> list[str]:
+    lines = []
     for attribute, result in metrics["attributes"].items():
         hard, soft = result["hard_accuracy"], result["soft_accuracy"]
         lines.append(f"{attribute}={result['target']}: hard accuracy {hard['value']:.3f} "
@@ -24,6 +41,11 @@ def _summary(metrics: dict) -> str:
     if metrics.get("joint_hard_accuracy"):
         joint = metrics["joint_hard_accuracy"]
         lines.append(f"joint hard accuracy {joint['value']:.3f} [{joint['ci'][0]:.3f}, {joint['ci'][1]:.3f}]")
+    return lines
+
+
+def _other_lines(metrics: dict) -> list[str]:
+    lines = []
     fluency = metrics.get("fluency")
     if fluency and fluency["perplexity"] is not None:
         ci = fluency["ci"] or [float("nan")] * 2
@@ -35,6 +57,37 @@ def _summary(metrics: dict) -> str:
                  f"repeated-2/3/4 {fmt(d['repeated_2'])}/{fmt(d['repeated_3'])}/{fmt(d['repeated_4'])}")
     speed = metrics["throughput"]["judged_texts_per_second"]
     lines.append(f"judged {speed} texts/s" + (f"; perplexity {fluency['texts_per_second']} texts/s" if fluency else ""))
+    return lines
+
+
+def _ci(result: dict) -> str:
+    return f"{result['value']:.3f} [{result['ci'][0]:.3f}, {result['ci'][1]:.3f}]"
+
+
+def _directions_summary(metrics: dict) -> str:
+    from loracompose.evaluate.calibration import format_calibration
+
+    attribute, directions = metrics["attribute"], metrics["directions"]
+    fixed = "".join(f", {a}={label} fixed" for a, label in metrics["others"].items())
+    first = next(iter(directions.values()))
+    lines = [f"{attribute}, {len(directions)} directions from the same {first['generations']['prompts']} prompts{fixed}"]
+    hard_name = "joint hard" if metrics["mean"]["hard_is_joint"] else "hard"
+    for label, m in directions.items():
+        hard = m["joint_hard_accuracy"] or m["attributes"][attribute]["hard_accuracy"]
+        lines.append(f"toward {label:9} {hard_name} accuracy {_ci(hard)}, soft "
+                     f"{_ci(m['attributes'][attribute]['soft_accuracy'])}   ({m['generations']['path']}, "
+                     f"{m['generations']['records']} generations)")
+    mean = metrics["mean"]
+    lines.append(f"{'mean':16} {hard_name} accuracy {_ci(mean['hard_accuracy'])}, soft {_ci(mean['soft_accuracy'])}")
+    for label, m in directions.items():
+        lines.append(f"-- toward {label}:")
+        lines += _attribute_lines(m) + _other_lines(m)
+    baselines = {}
+    if metrics.get("baseline"):
+        baselines[f"baseline {Path(metrics['baseline']['path']).name}"] = metrics["baseline"]
+    calibration = format_calibration(metrics.get("calibration"), baselines)
+    if calibration:
+        lines.append(calibration)
     return "\n".join(lines)
 
 
@@ -55,15 +108,57 @@ def _judge_settings(args):
     return JudgeSettings(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
 
 
+def _directions(args) -> dict[str, str]:
+    """label → generations file from --positive, --negative and --toward LABEL=FILE."""
+    from loracompose.errors import LoraComposeError
+
+    files: dict[str, str] = {}
+    pairs = [("positive", args.positive), ("negative", args.negative)]
+    if (args.positive or args.negative) and args.attribute != "sentiment":
+        raise LoraComposeError(f"--positive/--negative steer sentiment; for --attribute {args.attribute} use "
+                               "--toward LABEL=FILE")
+    for entry in args.toward or ():
+        label, sep, path = entry.partition("=")
+        if not sep or not label.strip() or not path.strip():
+            raise LoraComposeError(f"--toward '{entry}' is not of the form LABEL=FILE (e.g. --toward sport=sport.jsonl)")
+        pairs.append((label.strip(), path.strip()))
+    for label, path in pairs:
+        if path is None:
+            continue
+        if label in files:
+            raise LoraComposeError(f"the {label} direction is given twice ('{files[label]}' and '{path}')")
+        files[label] = path
+    return files
+
+
 def cmd_evaluate(args) -> None:
+    from loracompose.errors import LoraComposeError
     from loracompose.evaluate.metrics import EvalOptions, evaluate_generations, write_metrics
 
     options = EvalOptions(
         reference=None if args.reference.lower() == "none" else args.reference,
         judge_dirs=tuple(args.judge or ()), judge_input=args.judge_input,
         settings=_judge_settings(args), batch_size=args.batch_size, resamples=args.resamples, seed=args.seed,
-        progress=not args.no_progress)
-    metrics = evaluate_generations(args.generations, args.target, options)
+        progress=not args.no_progress, check_directions=True, calibrate=not args.no_calibration)
+    files = _directions(args)
+    if files:
+        from loracompose.evaluate.attributes import parse_targets
+        from loracompose.evaluate.directions import evaluate_directions
+        from loracompose.evaluate.metrics import known_labels
+
+        if args.generations:
+            raise LoraComposeError(f"give either one generations file with --target, or the directions "
+                                   f"(--positive/--negative/--toward), not both ('{args.generations}')")
+        others = parse_targets(args.target, known_labels([])) if args.target else {}
+        metrics = evaluate_directions(files, args.attribute, others, options, baseline=args.baseline)
+    else:
+        if not args.generations or not args.target:
+            raise LoraComposeError("evaluate needs generations for both directions (--positive POS.jsonl "
+                                   "--negative NEG.jsonl), or one generations file with --target attribute=label")
+        if args.baseline:
+            raise LoraComposeError("--baseline joins the calibration of a both-direction evaluation "
+                                   "(--positive/--negative); evaluate the baseline file on its own instead")
+        metrics = evaluate_generations(args.generations, args.target, options)
     print(_summary(metrics))
     if args.out:
         write_metrics(metrics, args.out)
@@ -94,8 +189,22 @@ def cmd_judges(args) -> None:
 
 def register(subparsers) -> None:
     ev = subparsers.add_parser("evaluate", help="attribute accuracy, perplexity and diversity of a generations file")
-    ev.add_argument("generations", help="generations JSONL (prompt, text, optional sample and seed)")
-    ev.add_argument("--target", required=True, help="attribute=label pairs, e.g. sentiment=positive,topic=sport")
+    ev.add_argument("generations", nargs="?", default=None,
+                    help="one generations JSONL (prompt, text, optional sample and seed), with --target")
+    ev.add_argument("--target", default=None,
+                    help="attribute=label pairs, e.g. sentiment=positive,topic=sport; with the directions: "
+                         "fixed targets of other attributes that every direction shares (e.g. topic=sport)")
+    both = ev.add_argument_group("both directions (how the field reports sentiment control)")
+    both.add_argument("--positive", default=None, help="generations steered toward positive sentiment")
+    both.add_argument("--negative", default=None, help="generations steered toward negative, from the same prompts")
+    both.add_argument("--toward", action="append", default=None, metavar="LABEL=FILE",
+                      help="generations steered toward LABEL of --attribute (repeatable; the general form)")
+    both.add_argument("--attribute", default="sentiment", help="the steered attribute (default sentiment)")
+    both.add_argument("--baseline", default=None,
+                      help="the base model's generations of the same prompts: their vote shares join the "
+                           "calibration line")
+    ev.add_argument("--no-calibration", action="store_true",
+                    help="skip the panel's shares on human-written neutral text (sentiment)")
     ev.add_argument("--out", default=None, help="write metrics JSON here (per-sample results included)")
     ev.add_argument("--reference", default="gemma3-270m",
                     help="reference model for perplexity: packaged name, HF directory or hub id; 'none' skips it")

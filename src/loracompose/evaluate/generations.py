@@ -114,3 +114,40 @@ def read_generations(path: str | Path) -> list[Generation]:
         keys[g.key] = number
         out.append(g)
     return out
+
+
+def steered_label(record: dict, attribute: str, labels) -> tuple[str | None, dict[str, float]]:
+    """The label of `attribute` a record's composition steers toward, with the net weight per label.
+
+    A module counts for label L when its metadata names L (combined modules: "positive+sport")
+    and its attribute includes `attribute`; its weight adds to L's net weight. The steered label is
+    the one with the largest net weight when that is positive and no other label ties it; records
+    without a composition (the base model) steer toward none. Example: positive=1, negative=−1
+    steers toward positive.
+    """
+    composition = record.get("composition")
+    if not isinstance(composition, dict):
+        return None, {}
+    weights, targets = composition.get("weights") or {}, composition.get("targets") or {}
+    net = {label: 0.0 for label in labels}
+    for name, info in targets.items():
+        if not isinstance(info, dict) or attribute not in str(info.get("attribute") or attribute).split("+"):
+            continue
+        for label in str(info.get("label") or "").split("+"):
+            if label in net and isinstance(weights.get(name), (int, float)):
+                net[label] += float(weights[name])
+    ranked = sorted(net.items(), key=lambda kv: -kv[1])
+    if not ranked or ranked[0][1] <= 0 or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
+        return None, net
+    return ranked[0][0], net
+
+
+def check_direction(records: list[Generation], path, attribute: str, label: str, labels) -> None:
+    """Refuse generations whose composition steers `attribute` toward another label than `label`."""
+    steered, net = steered_label(records[0].extra, attribute, labels)
+    if steered is not None and steered != label:
+        weights = ", ".join(f"{k} {v:+g}" for k, v in net.items() if v)
+        raise LoraComposeError(
+            f"generations file '{path}' was given as the {attribute}={label} direction, but its composition "
+            f"steers toward {steered} (net module weight per label: {weights}); pass it as the {steered} "
+            f"direction (e.g. --{steered} {path}) or evaluate it for {attribute}={steered}")

@@ -32,7 +32,7 @@ from loracompose.errors import LoraComposeError
 from loracompose.evaluate.attributes import ATTRIBUTES, parse_targets
 from loracompose.evaluate.diversity import diversity
 from loracompose.evaluate.ensemble import Verdicts
-from loracompose.evaluate.generations import read_generations, system_of
+from loracompose.evaluate.generations import check_direction, read_generations, system_of
 from loracompose.evaluate.panel import VOTE, JudgePanel, JudgeSettings, judge_panel, measure_judge
 from loracompose.evaluate.perplexity import continuation_nll, perplexity
 from loracompose.evaluate.significance import bootstrap_mean, resampled_means
@@ -54,6 +54,8 @@ class EvalOptions:
     confidence: float = 0.95
     seed: int = 0
     progress: bool = True
+    check_directions: bool = False  # refuse a file whose composition steers toward another label than its target
+    calibrate: bool = False  # add the panel's calibration on human-written neutral text (sentiment)
 
     def __post_init__(self):
         if self.judge_input not in JUDGE_INPUTS:
@@ -67,7 +69,7 @@ def _interval(scores, prompts: list[str], options: EvalOptions) -> dict:
     return {"value": ci.estimate, "ci": [ci.low, ci.high], "n": int(len(scores))}
 
 
-def _panels(targets: dict[str, str], user_judges: list, options: EvalOptions) -> dict[str, JudgePanel]:
+def build_panels(targets: dict[str, str], user_judges: list, options: EvalOptions) -> dict[str, JudgePanel]:
     panels = {}
     for attribute in targets:
         if attribute in ATTRIBUTES:
@@ -109,11 +111,22 @@ def _judge_attribute(panel: JudgePanel, target: str, texts: list[str], prompts: 
     return summary, hard, soft
 
 
-def _fluency(records, base, options: EvalOptions) -> tuple[dict, np.ndarray, np.ndarray]:
+def reference_nll(record_lists: list[list], base, options: EvalOptions) -> tuple[list, float]:
+    """Per list: (NLL, tokens) of its continuations under the reference, scored in one batched pass
+    over all lists (so the length-sorted batches fill across files), and the seconds it took."""
+    records = [r for rs in record_lists for r in rs]
     start = time.perf_counter()
     nll, tokens = continuation_nll(base.model, base.tokenizer, [r.prompt for r in records],
                                    [r.text for r in records], batch_size=options.batch_size, progress=options.progress)
     seconds = time.perf_counter() - start
+    out, at = [], 0
+    for rs in record_lists:
+        out.append((nll[at: at + len(rs)], tokens[at: at + len(rs)]))
+        at += len(rs)
+    return out, seconds
+
+
+def fluency_summary(records, nll, tokens, seconds: float, base, options: EvalOptions) -> dict:
     value = perplexity(nll, tokens)
     ci = None
     scored = tokens > 0
@@ -126,34 +139,66 @@ def _fluency(records, base, options: EvalOptions) -> tuple[dict, np.ndarray, np.
         ppl = np.exp(mean_nll / np.maximum(mean_tok, 1e-12))
         alpha = 1 - options.confidence
         ci = [float(x) for x in np.quantile(ppl, [alpha / 2, 1 - alpha / 2])]
-    fluency = {"reference_model": options.reference, "reference_fingerprint": base.fingerprint["id"],
-               "reference_source": base.fingerprint["source"], "perplexity": value, "ci": ci,
-               "tokens": int(tokens.sum()), "texts": int(scored.sum()),
-               "texts_per_second": round(len(records) / seconds, 2) if seconds > 0 else None}
-    return fluency, nll, tokens
+    return {"reference_model": options.reference, "reference_fingerprint": base.fingerprint["id"],
+            "reference_source": base.fingerprint["source"], "perplexity": value, "ci": ci,
+            "tokens": int(tokens.sum()), "texts": int(scored.sum()),
+            "texts_per_second": round(len(nll) / seconds, 2) if seconds > 0 else None}
+
+
+def known_labels(user_judges) -> dict[str, tuple[str, ...]]:
+    known = {a: spec.labels for a, spec in ATTRIBUTES.items()}
+    for judge in user_judges:
+        known.setdefault(judge.attribute, tuple(judge.labels))
+    return known
+
+
+def load_reference(options: EvalOptions):
+    """The reference model for perplexity (None when options.reference is None), loaded once per call
+    of the evaluation — pass it on to score several files with one load."""
+    if not options.reference:
+        return None
+    from loracompose.models import load_base
+
+    return load_base(options.reference, quantize=None)
 
 
 def evaluate_generations(path: str | Path, targets: str | dict[str, str],
-                         options: EvalOptions = EvalOptions()) -> dict:
-    """All metrics of one generations file, as a JSON-ready dict (see the module docstring)."""
+                         options: EvalOptions = EvalOptions(), reference=None) -> dict:
+    """All metrics of one generations file, as a JSON-ready dict (see the module docstring).
+
+    `reference`: an already loaded reference model (a `BaseModel`) to reuse; else options.reference
+    is loaded here.
+    """
     from loracompose.evaluate.hf_judge import load_hf_judge
 
     records = read_generations(path)
     user_judges = [load_hf_judge(d, options.settings.max_words) for d in options.judge_dirs]
-    known = {a: spec.labels for a, spec in ATTRIBUTES.items()}
-    for judge in user_judges:
-        known.setdefault(judge.attribute, tuple(judge.labels))
+    known = known_labels(user_judges)
     if isinstance(targets, str):
         targets = parse_targets(targets, known)
     else:
         parse_targets(",".join(f"{a}={label}" for a, label in targets.items()), known)
-    reference = None
-    if options.reference:  # loaded before the judges run, so a bad spec fails at once
-        from loracompose.models import load_base
+    if options.check_directions:
+        for attribute, label in targets.items():
+            check_direction(records, path, attribute, label, known[attribute])
+    if reference is None:  # loaded before the judges run, so a bad spec fails at once
+        reference = load_reference(options)
+    panels = build_panels(targets, user_judges, options)
+    fluency = None
+    if reference is not None:
+        [(nll, tokens)], seconds = reference_nll([records], reference, options)
+        fluency = (nll, tokens, fluency_summary(records, nll, tokens, seconds, reference, options))
+    metrics = records_metrics(path, records, targets, panels, fluency, options)
+    if options.calibrate:
+        from loracompose.evaluate.calibration import calibration
 
-        reference = load_base(options.reference, quantize=None)
-    panels = _panels(targets, user_judges, options)
+        metrics["calibration"] = calibration(panels, options)
+    return metrics
 
+
+def records_metrics(path, records, targets: dict[str, str], panels: dict[str, JudgePanel], fluency,
+                    options: EvalOptions) -> dict:
+    """The metrics dict of one file's records; `fluency` is (nll, tokens, summary) or None."""
     texts = [r.prompt + r.text if options.judge_input == "full" else r.text for r in records]
     prompts = [r.prompt for r in records]
     attributes, hard, soft = {}, {}, {}
@@ -173,11 +218,7 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
         "attributes": attributes,
         "joint_hard_accuracy": _interval(joint, prompts, options) if len(targets) > 1 else None,
     }
-    nll = tokens = None
-    if reference is not None:
-        metrics["fluency"], nll, tokens = _fluency(records, reference, options)
-    else:
-        metrics["fluency"] = None
+    nll, tokens, metrics["fluency"] = fluency if fluency is not None else (None, None, None)
     metrics["diversity"] = diversity([r.prompt for r in records], [r.text for r in records]).as_dict()
     metrics["throughput"] = {"judged_texts_per_second": round(len(records) / judge_seconds, 2)
                              if judge_seconds > 0 else None}

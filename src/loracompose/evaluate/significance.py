@@ -125,6 +125,39 @@ def paired_bootstrap(a_scores, b_scores, *, resamples: int = 10_000, confidence:
                      confidence, seed)
 
 
+def bootstrap_mean_of_means(score_lists, group_lists, *, resamples: int = 10_000, confidence: float = 0.95,
+                            seed: int = 0) -> BootstrapInterval:
+    """Percentile interval of (1/D)·Σ_d mean(scores_d) over D lists that share their groups.
+
+    The D lists are the directions of one evaluation (toward positive, toward negative), each
+    from the same prompts; the groups are those prompts. A resample draws G prompts out of the
+    G present, once for all lists, and averages each list's scores over the drawn prompts'
+    samples, then the D means. Given per-pair differences it is the interval of a Δ of means.
+    Every list must hold every prompt (else a draw could leave a list empty).
+    """
+    scores = [np.asarray(s, dtype=float) for s in score_lists]
+    if not scores or len(scores) != len(group_lists) or any(s.ndim != 1 or s.size == 0 for s in scores):
+        raise LoraComposeError("the bootstrap of a mean of means needs non-empty score lists, each with its groups")
+    for s, g in zip(scores, group_lists):
+        _check_groups(g, s.size)
+    labels = sorted({str(g) for groups in group_lists for g in groups})
+    if any({str(g) for g in groups} != set(labels) for groups in group_lists):
+        raise LoraComposeError("the lists of a mean of means must hold the same groups (prompts)")
+    code = {g: i for i, g in enumerate(labels)}
+    codes = [np.array([code[str(g)] for g in groups]) for groups in group_lists]
+    sums = np.stack([np.bincount(c, weights=s, minlength=len(labels)) for c, s in zip(codes, scores)])  # (D, G)
+    counts = np.stack([np.bincount(c, minlength=len(labels)).astype(float) for c in codes])  # (D, G)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // (len(labels) * len(scores)))
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, len(labels), size=(stop - start, len(labels)))  # (R, G) drawn prompts
+        means[start:stop] = (sums[:, idx].sum(-1) / counts[:, idx].sum(-1)).mean(axis=0)  # (D, R) → (R,)
+    estimate = float(np.mean([s.mean() for s in scores]))
+    return _interval(estimate, means, confidence, seed)
+
+
 def _check_groups(groups, n: int) -> None:
     if groups is not None and len(groups) != n:
         raise LoraComposeError(f"bootstrap groups must label every score: {len(groups)} labels for {n} scores")

@@ -1,5 +1,7 @@
 """`loracompose report`: Markdown and HTML from the results database, with PNG plots.
 
+    both directions sentiment: hard accuracy toward positive and toward negative from the same prompts,
+                    and their mean with a bootstrap interval
     per task set    a table of conditions × models per prompt set and target: hard and soft accuracy
                     with 95% intervals, perplexity, distinct-2, n, and Δ hard accuracy against the
                     single-dataset baseline with its Holm-adjusted McNemar p-value
@@ -24,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loracompose.experiments import report_plots as plots
-from loracompose.experiments.report_stats import (Summary, System, adjust, baseline_condition, load_systems,
-                                                  ordered, paired_test, summarize)
+from loracompose.experiments.report_stats import (Summary, System, adjust, baseline_condition, direction_mean,
+                                                  load_systems, ordered, paired_test, summarize)
 from loracompose.experiments.tasksets import SETS
 
 ALPHA = 0.05
+DIRECTIONS = {"sentiment": ("positive", "negative")}  # task sets reported in both directions
 
 
 @dataclass
@@ -95,6 +98,7 @@ class ReportBuilder:
         self.blocks: list[Block] = []
         self.models = ordered(k[0] for k in self.systems)
         self.tables: dict[tuple, dict] = {}  # (task, prompt_set, target) → (model, condition) → (summary, test)
+        self.directions: dict[tuple, dict] = {}  # (task, prompt_set) → "model|condition" → hard per direction, mean
 
     def add(self, kind: str, text: str = "", **kw) -> None:
         self.blocks.append(Block(kind, text, **kw))
@@ -134,12 +138,41 @@ class ReportBuilder:
         keys = [k for k in self.systems if k[1] == task]
         conditions = _condition_order(task, (k[4] for k in keys))
         for prompt_set in _prompt_set_order(k[2] for k in keys):
+            self._directions(task, prompt_set, conditions)
             for target in ordered(k[3] for k in keys if k[2] == prompt_set):
                 self._table(task, prompt_set, target, conditions)
         self._accuracy_plot(task, keys, conditions)
         self._perplexity_plot(task, keys, conditions)
         if task == "multi":
             self._heatmap(keys, conditions)
+
+    def _directions(self, task: str, prompt_set: str, conditions: list[str]) -> None:
+        """Both directions side by side and their mean (how the field reports sentiment control)."""
+        directions = DIRECTIONS.get(task)
+        if not directions:
+            return
+        rows = []
+        for condition in conditions:
+            for model in self.models:
+                keys = [(model, task, prompt_set, d, condition) for d in directions]
+                if not all(k in self.systems for k in keys):
+                    continue
+                mean = direction_mean([self.systems[k] for k in keys])
+                self.directions.setdefault((task, prompt_set), {})[f"{model}|{condition}"] = {
+                    **{d: self.summaries[k].hard for d, k in zip(directions, keys)},
+                    "mean": None if mean is None else mean[0], "mean_ci": None if mean is None else list(mean[1])}
+                rows.append([condition, plots.short(model), *(_interval(self.summaries[k], "hard") for k in keys),
+                             "–" if mean is None else f"{mean[0]:.3f} [{mean[1][0]:.3f}, {mean[1][1]:.3f}]",
+                             str(sum(self.summaries[k].n for k in keys))])
+        if not rows:
+            return
+        self.add("h3", f"{task}, both directions, prompts {prompt_set}")
+        self.add("p", "Hard accuracy toward each label from the same prompts, and their mean (95% bootstrap "
+                      "interval drawing the same prompts in both directions) — the figures DExperts and the "
+                      "study's authors report. A system that does not steer at all scores 0.5 on the mean "
+                      "with a two-label judge, however its judges lean.")
+        self.add("table", header=["condition", "model", *(f"toward {d}" for d in directions), "mean", "n"],
+                 rows=rows)
 
     def _table(self, task: str, prompt_set: str, target: str, conditions: list[str]) -> None:
         present = [c for c in conditions if any((m, task, prompt_set, target, c) in self.systems for m in self.models)]
@@ -347,5 +380,6 @@ def write_report(store, experiment: str, out: str | Path, examples: int = 3) -> 
                                          "p_holm": None if t is None else t.p_holm}
                             for (m, c), (s, t) in cells.items()}
               for k, cells in builder.tables.items()}
+    tables.update({f"directions|{task}|{prompt_set}": cells for (task, prompt_set), cells in builder.directions.items()})
     data = write_text_atomic(out / "tables.json", json.dumps(tables, indent=2) + "\n")
     return {"markdown": markdown, "html": page, "tables": data}

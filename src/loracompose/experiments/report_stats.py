@@ -23,7 +23,8 @@ import numpy as np
 
 from loracompose.evaluate.diversity import diversity
 from loracompose.evaluate.perplexity import perplexity
-from loracompose.evaluate.significance import bootstrap_mean, holm, mcnemar_exact, paired_bootstrap
+from loracompose.evaluate.significance import (bootstrap_mean, bootstrap_mean_of_means, holm, mcnemar_exact,
+                                              paired_bootstrap)
 
 RESAMPLES = 2000
 
@@ -72,6 +73,16 @@ def summarize(system: System) -> Summary:
     d2 = diversity(prompts, [s["text"] or "" for s in system.samples]).as_dict()["distinct_2"]
     return Summary(float(hits.mean()), (hard_ci.low, hard_ci.high), float(soft.mean()), (soft_ci.low, soft_ci.high),
                    ppl, d2, len(hits), len({s["seed"] for s in system.samples}))
+
+
+def direction_mean(systems: list[System]) -> tuple[float, tuple[float, float]] | None:
+    """Mean over directions (one system per target, the same prompts) of hard accuracy, with a bootstrap
+    interval that draws the same prompts in every direction; None when their prompts differ."""
+    prompts = [s.prompts() for s in systems]
+    if any(set(p) != set(prompts[0]) for p in prompts):
+        return None
+    ci = bootstrap_mean_of_means([s.hits() for s in systems], prompts, resamples=RESAMPLES)
+    return ci.estimate, (ci.low, ci.high)
 
 
 @dataclass

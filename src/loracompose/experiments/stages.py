@@ -35,6 +35,14 @@ def _inference_base(model: str, quantize: str):
     return load_base(model, quantize=None if quantize == "none" else quantize)
 
 
+@functools.lru_cache(maxsize=1)
+def _reference_model(spec: str):
+    """The perplexity reference model, loaded once per process (not once per cell)."""
+    from loracompose.models import load_base
+
+    return load_base(spec, quantize=None)
+
+
 def _derived_dataset(recipe: ModuleRecipe, workdir: Path, seed: int) -> Path:
     """The multi set's combined data: each (dataset, label) part's train and validation texts, equal
     counts per split, under one label."""
@@ -180,7 +188,9 @@ def run_evaluate(unit: CellUnit, workdir: Path) -> bool:
     options = EvalOptions(reference=e["reference"], judge_input=e["judge_input"],
                           settings=JudgeSettings(**e["judges"]), batch_size=e["batch_size"],
                           resamples=e["resamples"], seed=0, progress=False)
-    metrics = evaluate_generations(stage_path(workdir, "generate", unit.generate_key), unit.targets, options)
+    reference = _reference_model(e["reference"]) if e["reference"] else None
+    metrics = evaluate_generations(stage_path(workdir, "generate", unit.generate_key), unit.targets, options,
+                                   reference=reference)
     write_metrics(metrics, out)
     return True
 
