@@ -37,6 +37,16 @@ def test_a_topic_has_no_single_opposite_and_targets_add_up():
     assert s.anti_experts["topic"] == []
 
 
+def test_each_attribute_may_have_its_own_strength():
+    s = resolve_steering(BANK, {"sentiment": "negative", "topic": "sport"}, strength={"topic": 2.0})
+    assert s.composition == {"negative@rt": 1.0, "positive@imdb": -1.0, "positive@rt": -1.0, "sport@bbc": 2.0}
+    assert s.strength == {"sentiment": 1.0, "topic": 2.0}
+    with pytest.raises(LoraComposeError, match="strength given for 'mood', which is not steered"):
+        resolve_steering(BANK, {"sentiment": "negative"}, strength={"mood": 2.0})
+    with pytest.raises(LoraComposeError, match="out of range"):
+        resolve_steering(BANK, {"sentiment": "negative"}, strength={"sentiment": True})
+
+
 def test_expert_and_logit_contrast_strategies():
     assert resolve_steering(BANK, {"sentiment": "negative"}, strategy="expert").composition == {"negative@rt": 1.0}
     s = resolve_steering(BANK, {"sentiment": "negative"}, 2.0, "logit-contrast")

@@ -60,7 +60,7 @@ class Steering:
     """What a steer request resolved to: the composition and method to run, and how."""
 
     targets: dict[str, str]  # attribute → value
-    strength: float
+    strength: dict[str, float]  # attribute → S
     strategy: str
     method: str
     composition: dict[str, float]  # module name → weight (logit-sum may hold `base`)
@@ -102,14 +102,29 @@ def _describe(table: dict[str, dict[str, list[str]]]) -> str:
     return "; ".join(f"{a}: {', '.join(sorted(labels))}" for a, labels in sorted(table.items())) or "none"
 
 
-def resolve_steering(modules: dict[str, ModuleInfo], targets: dict[str, str], strength: float = DEFAULT_STRENGTH,
-                     strategy: str = DEFAULT_STRATEGY) -> Steering:
-    """The composition that steers toward `targets` with the modules available."""
+def _check_strength(strength) -> float:
+    low, high = STRENGTH_RANGE
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not low < strength <= high:
+        raise LoraComposeError(f"--strength {strength!r} is out of range; accepted: above {low} and at most {high}")
+    return float(strength)
+
+
+def resolve_steering(modules: dict[str, ModuleInfo], targets: dict[str, str],
+                     strength: float | dict[str, float] = DEFAULT_STRENGTH, strategy: str = DEFAULT_STRATEGY) -> Steering:
+    """The composition that steers toward `targets` with the modules available.
+
+    `strength`: one S for every target, or {attribute: S} (attributes not named get the default).
+    """
     if strategy not in STRATEGIES:
         raise LoraComposeError(f"unknown steer strategy '{strategy}'; accepted: {', '.join(STRATEGIES)}")
-    low, high = STRENGTH_RANGE
-    if not isinstance(strength, (int, float)) or not low < strength <= high:
-        raise LoraComposeError(f"--strength {strength!r} is out of range; accepted: above {low} and at most {high}")
+    if isinstance(strength, dict):
+        unknown = sorted(set(strength) - set(targets))
+        if unknown:
+            raise LoraComposeError(f"strength given for '{unknown[0]}', which is not steered; steered: "
+                                   f"{', '.join(targets)}")
+        strengths = {a: _check_strength(strength.get(a, DEFAULT_STRENGTH)) for a in targets}
+    else:
+        strengths = dict.fromkeys(targets, _check_strength(strength))
     plan = STRATEGIES[strategy]
     table = attribute_labels(modules)
     composition: dict[str, float] = {"base": plan.base} if plan.base is not None else {}
@@ -128,10 +143,10 @@ def resolve_steering(modules: dict[str, ModuleInfo], targets: dict[str, str], st
         binary = len(opposite) == 1 and opposite[0] in labels
         anti_experts[attribute] = sorted(labels[opposite[0]]) if plan.anti and binary else []
         for name in experts[attribute]:
-            composition[name] = composition.get(name, 0.0) + strength
+            composition[name] = composition.get(name, 0.0) + strengths[attribute]
         for name in anti_experts[attribute]:
-            composition[name] = composition.get(name, 0.0) - plan.anti * strength
-    return Steering(dict(targets), float(strength), strategy, plan.method, composition, experts, anti_experts)
+            composition[name] = composition.get(name, 0.0) - plan.anti * strengths[attribute]
+    return Steering(dict(targets), strengths, strategy, plan.method, composition, experts, anti_experts)
 
 
 STARTER_ROOT = Path(__file__).resolve().parent / "starter"
