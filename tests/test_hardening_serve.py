@@ -145,3 +145,42 @@ def test_lone_surrogates_and_long_names_get_a_4xx(url, tiny_model_dir):
         response = client.post(f"{url}/v1/completions", content=bodies[0], headers={"Content-Type": "application/json"})
         assert response.json()["error"]["message"].startswith("unknown model '\\ud800'")
         assert client.get(f"{url}/health").status_code == 200
+
+
+# -- item 3: a non-streamed client that hangs up frees its rows ---------------------------------------
+
+def test_a_non_streamed_client_that_hangs_up_is_noticed(tiny_model_dir, modules_dir):
+    with serve_in_background(str(tiny_model_dir), str(modules_dir), max_tokens_cap=240, judges="none") as url:
+        where = urlparse(url)
+        body = json.dumps({"model": tiny_model_dir.name, "prompt": "The movie", "max_tokens": 240, "seed": 0,
+                           "composition": {"modules": {POS: 1.0}}}).encode()
+        with socket.create_connection((where.hostname, where.port)) as sock:
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{url}/health").json()["batches"] < 1:  # decoding has started
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/health").json()["client_gone"] < 1:
+            assert time.monotonic() < deadline, "the scheduler did not notice the client leaving"
+            time.sleep(0.02)
+        health = httpx.get(f"{url}/health").json()
+        assert health["client_gone"] == 1 and health["queued"] == 0
+
+
+# -- item 4: an oversized prompt is refused before it is tokenised ------------------------------------
+
+def test_oversized_prompts_are_refused_by_length_before_tokenising(url, tiny_model_dir):
+    name = tiny_model_dir.name
+    for body, param in [({"model": name, "prompt": "word " * 190_000, "max_tokens": 4}, "prompt"),
+                        ({"model": name, "messages": [{"role": "user", "content": "word " * 190_000}]}, "messages")]:
+        route = "completions" if "prompt" in body else "chat/completions"
+        started = time.monotonic()
+        response = httpx.post(f"{url}/v1/{route}", json=body, timeout=30)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == param and f"the {param} is 950000 characters; at most" in error["message"]
+        assert time.monotonic() - started < 5
+    short = httpx.post(f"{url}/v1/completions", json={"model": name, "prompt": "word " * 150, "max_tokens": 4})
+    assert short.status_code == 400 and "tokens; with max_tokens 4 at most" in short.json()["error"]["message"]

@@ -19,6 +19,7 @@ from importlib import resources
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loracompose import __version__
@@ -30,6 +31,7 @@ from loracompose.serve.schemas import ChatRequest, CompletionRequest, JudgeReque
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = {"/health", "/", "/playground.js"}
+DISCONNECT_POLL_S = 0.1  # how often a non-streamed request checks that its client is still there
 
 
 def _error(status: int, message: str, param: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -76,6 +78,20 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{where}: {message}{got}{more}" if where else f"{message}{more}"), where or None
 
 
+class _Guard:
+    """ASGI middleware: answer a request that `refusal` refuses on its headers; pass the rest on."""
+
+    def __init__(self, app, refusal):
+        self.app, self.refusal = app, refusal
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            refused = self.refusal(Request(scope))
+            if refused is not None:
+                return await refused(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService | None = None) -> FastAPI:
     settings = engine.settings
     app = FastAPI(title="loracompose", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
@@ -85,8 +101,8 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
     app.router.add_event_handler("shutdown", app.state.scheduler.stop)
     static = resources.files("loracompose.serve") / "static"
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
+    def refusal(request: Request) -> JSONResponse | None:
+        """The answer to a request refused on its headers alone, or None."""
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
             return _error(413, f"the request body is larger than {settings.max_body_bytes} bytes")
@@ -97,7 +113,10 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
                 return _error(401, "missing or wrong API key; send 'Authorization: Bearer <key>'",
                               headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+        return None
+
+    # A plain ASGI middleware: Starlette's BaseHTTPMiddleware would hide a client's disconnect from the routes.
+    app.add_middleware(_Guard, refusal=refusal)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -147,7 +166,7 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
         return Response((static / "playground.js").read_text(), media_type="text/javascript")
 
     async def _generate(request: Request, body, chat: bool):
-        plan = engine.plan(body)
+        plan = await run_in_threadpool(engine.plan, body)  # tokenising is CPU work: off the event loop
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
@@ -168,14 +187,22 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(_stream(job, events, responder, usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
+        waiting = asyncio.ensure_future(events.get())
         try:
             while True:
-                kind, payload = await events.get()
+                done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+                if not done:
+                    if await request.is_disconnected():  # a non-streamed client hung up: free its rows now
+                        return Response(status_code=499)
+                    continue
+                kind, payload = waiting.result()
                 if kind == "done":
                     return responder.body(job)
                 if kind == "error":
                     return _error(*payload)
+                waiting = asyncio.ensure_future(events.get())
         finally:
+            waiting.cancel()
             job.cancelled = True  # the client went away (or it is answered: then this changes nothing)
 
     async def _stream(job: Job, events: asyncio.Queue, responder: Responder, usage: bool):

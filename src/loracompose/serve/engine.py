@@ -77,6 +77,9 @@ class Engine:
         self.composed = ComposedModel(model, self.bank)
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.tokenizer_lock = threading.Lock()  # a fast tokenizer is not safe across threads
+        # The most characters one token can cover: a prompt longer than (tokens that fit) × this is
+        # refused before tokenising it (a 1 MB prompt takes the tokenizer a while).
+        self.chars_per_token = max((len(t) for t in tokenizer.get_vocab()), default=1) + 1
 
     @classmethod
     def load(cls, model_spec: str, modules_dir: str | Path | None, settings: ServeSettings,
@@ -108,9 +111,16 @@ class Engine:
         with self.tokenizer_lock:
             return self.tokenizer(text)["input_ids"]
 
+    def _check_length(self, characters: int, tokens: int, param: str) -> None:
+        most = tokens * self.chars_per_token
+        if characters > most:
+            raise ApiError(400, f"the {param} is {characters} characters; at most {most} are accepted (the {tokens} "
+                                f"prompt tokens that fit, at most {self.chars_per_token} characters each)", param)
+
     def chat_prompt(self, request: ChatRequest) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
             raise ApiError(400, f"model '{self.model_name}' has no chat template; use /v1/completions", "messages")
+        self._check_length(sum(len(m.text()) for m in request.messages), self.settings.max_prompt_tokens, "messages")
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in request.messages]
         with self.tokenizer_lock:
@@ -141,8 +151,9 @@ class Engine:
             except UnicodeEncodeError as exc:
                 raise ApiError(400, f"the prompt is not valid Unicode text ({exc.reason} at character {exc.start})",
                                "prompt") from None
-            ids = self.encode(prompt)
             limit = min(s.max_prompt_tokens, self.context - max_tokens)
+            self._check_length(len(prompt), max(limit, 1), "prompt")
+            ids = self.encode(prompt)
             if not ids:
                 raise ApiError(400, "the prompt is empty (0 tokens); give some text", "prompt")
             if len(ids) > limit:
