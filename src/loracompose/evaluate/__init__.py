@@ -5,6 +5,7 @@
     diversity   diversity.py
     tests       significance.py
     a file      generations.py → metrics.py (evaluate_generations) → compare.py
+    directions  directions.py (evaluate_directions: toward each label, the mean), calibration.py
     CLI         cli.py (`evaluate`, `compare`, `judges`)
 
 Names are imported lazily, so `loracompose --help` does not load numpy and pandas.
@@ -14,6 +15,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "EvalOptions": "metrics", "evaluate_generations": "metrics", "write_metrics": "metrics",
+    "evaluate_directions": "directions",
     "JudgePanel": "panel", "JudgeSettings": "panel", "judge_panel": "panel",
     "format_table": "compare", "read_metrics": "compare",  # compare() itself: loracompose.evaluate.compare.compare
 }
