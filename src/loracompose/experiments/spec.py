@@ -24,7 +24,10 @@ Every error is one `LoraComposeError` that names the field by its path
 
 from __future__ import annotations
 
+import math
 import re
+import string
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -38,10 +41,21 @@ COMPOSE_KEYS = {"density", "merge_seed", "svd_rank"}
 LEARN_KEYS = {"steps", "learning_rate", "l1", "examples"}
 EVALUATE_KEYS = {"reference", "resamples", "judge_input", "batch_size", "judges"}
 TRAIN_EXCLUDED = {"model", "datasets", "label"}  # set by the grid, not the spec
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # never '.', '..' or a path: it names files
+MAX_SPEC_BYTES = 1_000_000
+MAX_DEPTH = 32  # nesting of YAML mappings and lists
+MAX_INT = 2**31 - 1  # whole numbers above this are refused (a 400-digit `samples` would only fail later)
+MAX_TEXT = 1000  # characters of a string field
+
+
+def _shown(value, limit: int = 60) -> str:
+    """A value as a message may show it: its repr, at most `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fail(path: str, message: str) -> LoraComposeError:
+    path, message = path[:200], message if len(message) <= 500 else message[:499] + "…"
     return LoraComposeError(f"spec field '{path}': {message}")
 
 
@@ -50,7 +64,7 @@ def _mapping(value, path: str, allowed: set[str]) -> dict:
         return {}
     if not isinstance(value, dict):
         raise _fail(path, f"must be a mapping, got {type(value).__name__}")
-    unknown = sorted(set(value) - allowed)
+    unknown = sorted(_shown(k, 60).strip("'") for k in set(value) - allowed)  # keys may be any YAML scalar
     if unknown:
         raise _fail(f"{path}.{unknown[0]}" if path else unknown[0],
                     f"unknown field; accepted: {', '.join(sorted(allowed))}")
@@ -60,17 +74,56 @@ def _mapping(value, path: str, allowed: set[str]) -> dict:
 def _str_list(value, path: str, *, allow_empty: bool = False) -> list[str]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _fail(path, "must be a list of names (strings)")
+    if not isinstance(value, list) or not all(isinstance(v, str) and v and len(v) <= MAX_TEXT for v in value):
+        raise _fail(path, f"must be a list of names (non-empty strings of at most {MAX_TEXT} characters)")
+    if len(value) > 1000:
+        raise _fail(path, f"has {len(value)} entries; at most 1000 are accepted")
     if not value and not allow_empty:
         raise _fail(path, "must name at least one entry")
     return list(value)
 
 
-def _int(value, path: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(path, f"must be a whole number >= {minimum}, got {value!r}")
+def _int(value, path: str, minimum: int, maximum: int = MAX_INT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise _fail(path, f"must be a whole number from {minimum} to {maximum}, got {_shown(value)}")
     return value
+
+
+def _fits(value, expected) -> bool:
+    """Whether a YAML value has a dataclass field's annotated type (int, float, str, bool, None, list[str], unions)."""
+    if typing.get_origin(expected) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_fits(value, option) for option in typing.get_args(expected))
+    if typing.get_origin(expected) is list:
+        (item,) = typing.get_args(expected)
+        return isinstance(value, list) and len(value) <= 1000 and all(_fits(v, item) for v in value)
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
+            abs(value) <= 1e30
+    if expected is str:
+        return isinstance(value, str) and len(value) <= MAX_TEXT
+    return True  # a type this check does not know: the dataclass checks it
+
+
+def _describe(expected) -> str:
+    if typing.get_origin(expected) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_describe(option) for option in typing.get_args(expected))
+    if typing.get_origin(expected) is list:
+        return f"a list of {_describe(typing.get_args(expected)[0]).removeprefix('a ')}s"
+    return {bool: "true/false", int: "a whole number", float: "a finite number", str: "a string",
+            type(None): "null"}.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+def _check_types(values: dict, cls, path: str) -> None:
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints and not _fits(value, hints[name]):
+            raise _fail(f"{path}.{name}", f"must be {_describe(hints[name])}, got {_shown(value)}")
 
 
 @dataclass
@@ -111,14 +164,20 @@ def _check_model(spec: str, path: str) -> None:
 
     if spec in PACKAGED_MODELS:
         return
+    if len(spec) > 500 or "\0" in spec:
+        raise _fail(path, f"{_shown(spec)} is not a model name, path or hub id")
     local = Path(spec).expanduser()
-    if local.exists():
+    try:
+        exists = local.exists()
+    except (OSError, ValueError):
+        raise _fail(path, f"{_shown(spec)} is not a usable path") from None
+    if exists:
         if not (local / "config.json").is_file():
-            raise _fail(path, f"'{spec}' is a path without config.json; give a Hugging Face model directory")
+            raise _fail(path, f"{_shown(spec)} is a path without config.json; give a Hugging Face model directory")
         return
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return  # a hub id; fetched (or refused, offline) when first loaded
-    raise _fail(path, f"unknown model '{spec}'; accepted: a packaged model ({', '.join(PACKAGED_MODELS)}), "
+    raise _fail(path, f"unknown model {_shown(spec)}; accepted: a packaged model ({', '.join(PACKAGED_MODELS)}), "
                       "a local Hugging Face model directory, or a hub id org/name")
 
 
@@ -129,11 +188,10 @@ def _check_train(values: dict, path: str) -> dict:
     values = dict(_mapping(values, path, allowed))
     if "quantize" in values and values["quantize"] in ("none", None):
         values["quantize"] = None
+    _check_types(values, TrainConfig, path)
     try:  # TrainConfig checks its own values
         TrainConfig(model="m", datasets=["d"], label="l", **values)
-    except LoraComposeError as exc:
-        raise _fail(path, str(exc)) from None
-    except TypeError as exc:
+    except (LoraComposeError, TypeError, ValueError) as exc:
         raise _fail(path, str(exc)) from None
     return values
 
@@ -145,23 +203,41 @@ def _check_generate(values: dict, path: str) -> dict:
     values.setdefault("template", "plain")
     values.setdefault("quantize", "none")
     if values["quantize"] not in ("none", "nf4"):
-        raise _fail(f"{path}.quantize", f"must be none or nf4, got {values['quantize']!r}")
+        raise _fail(f"{path}.quantize", f"must be none or nf4, got {_shown(values['quantize'])}")
+    _check_template(values["template"], f"{path}.template")
     sampling = {k: v for k, v in values.items() if k not in ("template", "quantize")}
+    _check_types(sampling, SamplingConfig, path)
     try:
         SamplingConfig(**sampling)
-    except (LoraComposeError, TypeError) as exc:
+    except (LoraComposeError, TypeError, ValueError) as exc:
         raise _fail(path, str(exc)) from None
     return values
 
 
+def _check_template(template, path: str) -> None:
+    """plain, instruct, or a format string whose only fields are {prompt} and {targets}."""
+    accepted = "accepted: plain, instruct, or a text with {prompt} (and optionally {targets})"
+    if not isinstance(template, str) or len(template) > MAX_TEXT:
+        raise _fail(path, f"must be a string; {accepted}, got {_shown(template)}")
+    if template in ("plain", "instruct"):
+        return
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise _fail(path, f"is not a valid format text ({exc}); {accepted}") from None
+    if "prompt" not in names or set(names) - {"prompt", "targets"}:
+        raise _fail(path, f"{accepted}; got {_shown(template)}")
+
+
 def _number(values: dict, path: str, name: str, low: float, high: float | None = None, whole: bool = False):
     value = values[name]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low and \
-        (high is None or value <= high) and (not whole or isinstance(value, int))
+    high = MAX_INT if high is None and whole else high
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
+        value >= low and (high is None or value <= high) and (not whole or isinstance(value, int))
     if not ok:
         kind = "a whole number" if whole else "a number"
         raise _fail(f"{path}.{name}", f"must be {kind} >= {low}{f' and <= {high}' if high is not None else ''}, "
-                                      f"got {value!r}")
+                                      f"got {_shown(value)}")
 
 
 def _check_compose(values, path: str) -> dict:
@@ -189,18 +265,21 @@ def _check_evaluate(values: dict, path: str) -> dict:
     values.setdefault("reference", "gemma3-270m")
     if isinstance(values["reference"], str) and values["reference"].lower() == "none":
         values["reference"] = None
+    if values["reference"] is not None and not isinstance(values["reference"], str):
+        raise _fail(f"{path}.reference", f"must be a model name or none, got {_shown(values['reference'])}")
     if values["reference"] is not None:
         _check_model(values["reference"], f"{path}.reference")
-    values["resamples"] = _int(values.get("resamples", 2000), f"{path}.resamples", 100)
-    values["batch_size"] = _int(values.get("batch_size", 8), f"{path}.batch_size", 1)
+    values["resamples"] = _int(values.get("resamples", 2000), f"{path}.resamples", 100, 1_000_000)
+    values["batch_size"] = _int(values.get("batch_size", 8), f"{path}.batch_size", 1, 4096)
     values.setdefault("judge_input", "full")
     if values["judge_input"] not in ("full", "continuation"):
-        raise _fail(f"{path}.judge_input", f"must be full or continuation, got {values['judge_input']!r}")
+        raise _fail(f"{path}.judge_input", f"must be full or continuation, got {_shown(values['judge_input'])}")
     judges = dict(_mapping(values.get("judges"), f"{path}.judges",
                            {f.name for f in fields(JudgeSettings)}))
+    _check_types(judges, JudgeSettings, f"{path}.judges")
     try:
         JudgeSettings(**judges)
-    except LoraComposeError as exc:
+    except (LoraComposeError, TypeError, ValueError) as exc:
         raise _fail(f"{path}.judges", str(exc)) from None
     values["judges"] = judges
     return values
@@ -227,6 +306,21 @@ def task_prompt_sets(spec: "ExperimentSpec", task: TaskSpec) -> list[str]:
     return list(dict.fromkeys(sets))
 
 
+def _task_shape(entry, path: str):
+    """The types of a task entry's fields, before the task set's own checks look at their values."""
+    if isinstance(entry, dict):
+        if "set" in entry and not isinstance(entry["set"], str):
+            raise _fail(f"{path}.set", f"must be the name of a task set, got {_shown(entry['set'])}")
+        if "mixing" in entry and not isinstance(entry["mixing"], str):
+            raise _fail(f"{path}.mixing", f"must be concat, balanced or temperature:T, got {_shown(entry['mixing'])}")
+        for key in ("targets", "datasets", "conditions"):
+            if key in entry:
+                _str_list(entry[key], f"{path}.{key}")
+    elif not isinstance(entry, str):
+        raise _fail(path, f"must be a task set name or a mapping like {{set: sentiment}}, got {_shown(entry)}")
+    return entry
+
+
 def parse_spec(data, source: str = "") -> ExperimentSpec:
     """Validate a spec's parsed YAML and return it with defaults filled in."""
     from loracompose.experiments.tasksets import check_task
@@ -236,27 +330,36 @@ def parse_spec(data, source: str = "") -> ExperimentSpec:
         if name not in data or data[name] in (None, "", []):
             raise _fail(name, "missing; a spec needs name, models and tasks")
     if not isinstance(data["name"], str) or not _NAME.match(data["name"]):
-        raise _fail("name", f"must be letters, digits, '.', '_' or '-', got {data['name']!r}")
+        raise _fail("name", f"must be 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                            f"(it names files), got {_shown(data['name'])}")
+    if not isinstance(data.get("description", ""), str):
+        raise _fail("description", f"must be a string, got {_shown(data['description'])}")
+    workdir = data.get("workdir", "runs/experiments")
+    if not isinstance(workdir, str) or not workdir or len(workdir) > MAX_TEXT or "\0" in workdir:
+        raise _fail("workdir", f"must be a directory path (a string), got {_shown(workdir)}")
     models = _str_list(data["models"], "models")
     for i, model in enumerate(models):
         _check_model(model, f"models[{i}]")
     if not isinstance(data["tasks"], list) or not data["tasks"]:
         raise _fail("tasks", "must be a list of task entries, e.g. [{set: sentiment}]")
-    tasks = [check_task(entry, f"tasks[{i}]") for i, entry in enumerate(data["tasks"])]
+    if len(data["tasks"]) > 100:
+        raise _fail("tasks", f"has {len(data['tasks'])} entries; at most 100 are accepted")
+    tasks = [check_task(_task_shape(entry, f"tasks[{i}]"), f"tasks[{i}]") for i, entry in enumerate(data["tasks"])]
     heldout = _mapping(data.get("heldout"), "heldout", {"prompts", "words"})
     seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                          for s in seeds):
-        raise _fail("seeds", f"must be a non-empty list of whole numbers, got {seeds!r}")
+    if not isinstance(seeds, list) or not 1 <= len(seeds) <= 1000 or \
+            not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 2**63 - 1 for s in seeds):
+        raise _fail("seeds", f"must be a list of 1 to 1000 whole numbers from 0 to 2^63-1, got {_shown(seeds)}")
     spec = ExperimentSpec(
         name=data["name"], models=models, tasks=tasks,
         prompts=_check_prompts(data.get("prompts", ["pplm"]), "prompts", tasks),
-        workdir=Path(str(data.get("workdir", "runs/experiments"))).expanduser(),
-        heldout_prompts=_int(heldout.get("prompts", 15), "heldout.prompts", 1),
-        heldout_words=_int(heldout.get("words", 4), "heldout.words", 1),
-        max_prompts=None if data.get("max_prompts") is None else _int(data["max_prompts"], "max_prompts", 1),
+        workdir=Path(workdir).expanduser(),
+        heldout_prompts=_int(heldout.get("prompts", 15), "heldout.prompts", 1, 100_000),
+        heldout_words=_int(heldout.get("words", 4), "heldout.words", 1, 1000),
+        max_prompts=None if data.get("max_prompts") is None else _int(data["max_prompts"], "max_prompts", 1,
+                                                                      1_000_000),
         seeds=list(dict.fromkeys(seeds)),
-        samples=_int(data.get("samples", 2), "samples", 1),
+        samples=_int(data.get("samples", 2), "samples", 1, 10_000),
         train=_check_train(data.get("train"), "train"),
         generate=_check_generate(data.get("generate"), "generate"),
         compose=_check_compose(data.get("compose"), "compose"),
@@ -267,6 +370,22 @@ def parse_spec(data, source: str = "") -> ExperimentSpec:
     return spec
 
 
+def _check_yaml_shape(text: str, yaml) -> None:
+    """Refuse aliases and deep nesting from the event stream, before anything is built (a few
+    lines of aliases expand to gigabytes; a cycle or deep nesting overflows the stack)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise LoraComposeError(f"YAML aliases (*{str(event.anchor)[:40]}) are not accepted in experiment specs; "
+                                   "write the value out")
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise LoraComposeError(f"the spec nests mappings and lists deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def load_spec(path: str | Path) -> ExperimentSpec:
     try:
         import yaml
@@ -275,10 +394,24 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 
     path = Path(path)
     if not path.is_file():
-        raise LoraComposeError(f"experiment spec '{path}' does not exist (a YAML file, e.g. configs/study-small.yaml)")
-    text = path.read_text()
+        raise LoraComposeError(f"experiment spec '{path}' does not exist (a YAML file, e.g. configs/demo.yaml)")
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise LoraComposeError(f"experiment spec '{path}' is {path.stat().st_size} bytes; at most {MAX_SPEC_BYTES} "
+                               "are accepted")
     try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoraComposeError(f"experiment spec '{path}' is not UTF-8 text (byte {exc.start})") from None
+    try:
+        _check_yaml_shape(text, yaml)
         data = yaml.safe_load(text)
+    except LoraComposeError as exc:
+        raise LoraComposeError(f"experiment spec '{path}': {exc}") from None
     except yaml.YAMLError as exc:
-        raise LoraComposeError(f"experiment spec '{path}' is not valid YAML: {exc}") from None
-    return parse_spec(data, text)
+        raise LoraComposeError(f"experiment spec '{path}' is not valid YAML: {str(exc)[:300]}") from None
+    except RecursionError:
+        raise LoraComposeError(f"experiment spec '{path}' nests too deeply") from None
+    try:
+        return parse_spec(data, text)
+    except RecursionError:
+        raise LoraComposeError(f"experiment spec '{path}' nests too deeply") from None
