@@ -9,6 +9,8 @@ import pandas as pd
 from loracompose.errors import LoraComposeError
 
 FILE_FORMATS = (".jsonl", ".json", ".csv", ".parquet")
+MAX_TEXT_CHARS = 200_000  # one text (a long article is ~50k); longer ones are refused before tokenising
+MAX_LABEL_CHARS = 200
 
 
 def _read_any(path: Path) -> pd.DataFrame:
@@ -52,4 +54,13 @@ def read_user_file(path: Path, text_column: str = "text", label_column: str = "l
             "(choose others with --text-column / --label-column)"
         )
     frame = frame[[text_column, label_column]].dropna()
-    return pd.DataFrame({"text": frame[text_column].astype(str), "label": frame[label_column].astype(str)})
+    frame = pd.DataFrame({"text": frame[text_column].astype(str), "label": frame[label_column].astype(str)})
+    # Bounded before anything tokenises them: one 50 MB text once took 6 GB of memory.
+    for column, most, advice in (("text", MAX_TEXT_CHARS, "split long documents into several rows"),
+                                 ("label", MAX_LABEL_CHARS, "a label is a short name such as 'positive'")):
+        lengths = frame[column].str.len()
+        if len(lengths) and lengths.max() > most:
+            row = lengths.idxmax()
+            raise LoraComposeError(f"data file '{path}' row {row + 1 if isinstance(row, int) else row} has a "
+                                   f"{column} of {lengths[row]} characters; at most {most} are accepted ({advice})")
+    return frame
