@@ -184,3 +184,20 @@ def test_oversized_prompts_are_refused_by_length_before_tokenising(url, tiny_mod
         assert time.monotonic() - started < 5
     short = httpx.post(f"{url}/v1/completions", json={"model": name, "prompt": "word " * 150, "max_tokens": 4})
     assert short.status_code == 400 and "tokens; with max_tokens 4 at most" in short.json()["error"]["message"]
+
+
+# -- item 9: without an API key, only loopback Host names are answered (DNS rebinding) ----------------
+
+def test_host_header_check_without_an_api_key(url, tiny_model_dir, modules_dir):
+    for host in ("localhost", "localhost:8000", "127.0.0.1:1", "[::1]:8000", "127.3.4.5"):
+        assert httpx.get(f"{url}/v1/models", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.1.evil.example", "[::2]"):
+        response = httpx.get(f"{url}/v1/models", headers={"Host": host})
+        assert response.status_code == 403, host
+        assert "is not served: without an API key this server answers only" in response.json()["error"]["message"]
+    with serve_in_background(str(tiny_model_dir), str(modules_dir), judges="none",
+                             allowed_hosts=("box.lan",)) as other:
+        assert httpx.get(f"{other}/health", headers={"Host": "box.lan:8000"}).status_code == 200
+    with serve_in_background(str(tiny_model_dir), str(modules_dir), judges="none", api_key="k") as keyed:
+        response = httpx.get(f"{keyed}/v1/models", headers={"Host": "evil.example", "Authorization": "Bearer k"})
+        assert response.status_code == 200  # with a key, the key is the check

@@ -5,7 +5,9 @@ Every client error is a 4xx with one OpenAI-shaped body
 and what is accepted; validation errors are 400 (not FastAPI's 422, as OpenAI
 does). With an API key set, every route but /health and the static playground
 page needs `Authorization: Bearer <key>` (the page holds no data; it sends the key
-the user types on each API call).
+the user types on each API call). Without one, only requests whose Host header
+names loopback, the bound host or an --allowed-host are answered (403 otherwise),
+so a web page cannot reach a local server through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -78,6 +80,25 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{where}: {message}{got}{more}" if where else f"{message}{more}"), where or None
 
 
+def _allowed_hosts(settings) -> set[str]:
+    hosts = {"localhost", "127.0.0.1", "::1", *(h.lower() for h in settings.allowed_hosts)}
+    if settings.host not in ("0.0.0.0", "::", ""):
+        hosts.add(settings.host.lower())
+    return hosts
+
+
+def _host_allowed(header: str | None, hosts: set[str]) -> bool:
+    """Whether a Host header ('name', 'name:port', '[::1]:port') names an allowed host; none at all is allowed."""
+    if header is None:
+        return True  # HTTP/1.0 clients; a browser always sends Host
+    name = header.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    return name in hosts or name.startswith("127.") and name.replace(".", "").isdigit()
+
+
 class _Guard:
     """ASGI middleware: answer a request that `refusal` refuses on its headers; pass the rest on."""
 
@@ -101,8 +122,16 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
     app.router.add_event_handler("shutdown", app.state.scheduler.stop)
     static = resources.files("loracompose.serve") / "static"
 
+    hosts = _allowed_hosts(settings)
+
     def refusal(request: Request) -> JSONResponse | None:
         """The answer to a request refused on its headers alone, or None."""
+        if not api_key and not _host_allowed(request.headers.get("host"), hosts):
+            # Without a key, a page in the user's browser could reach a loopback server through a DNS name
+            # it controls (DNS rebinding); the Host header still carries that name.
+            return _error(403, f"host '{shown(request.headers.get('host'))}' is not served: without an API key "
+                               f"this server answers only {', '.join(sorted(hosts))} (and 127.0.0.0/8); add names "
+                               "with --allowed-host, or set --api-key")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
             return _error(413, f"the request body is larger than {settings.max_body_bytes} bytes")

@@ -22,7 +22,8 @@ def cmd_serve(args) -> None:
                              request_timeout_s=args.request_timeout, max_tokens_cap=args.max_tokens_cap,
                              default_max_tokens=min(args.default_max_tokens, args.max_tokens_cap),
                              max_prompt_tokens=args.max_prompt_tokens, max_n=args.max_n,
-                             min_weight=args.min_weight, max_weight=args.max_weight, judges=args.judges)
+                             min_weight=args.min_weight, max_weight=args.max_weight, judges=args.judges,
+                             allowed_hosts=tuple(args.allowed_host or ()))
     engine = Engine.load(args.model, args.modules, settings, quantize=None if args.quantize == "none" else "nf4")
     app = create_app(engine, api_key)
     where = f"http://{args.host}:{args.port}"
@@ -48,6 +49,9 @@ def register(sub) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", default=None,
                        help="require 'Authorization: Bearer KEY' (default: $LORACOMPOSE_API_KEY, else none)")
+    serve.add_argument("--allowed-host", action="append", metavar="NAME",
+                       help="without an API key, also answer requests for this Host name (repeatable; default: "
+                            "loopback and --host only, against DNS rebinding)")
     serve.add_argument("--max-batch-rows", type=int, default=16, help="forward rows per batch")
     serve.add_argument("--max-queue", type=int, default=64, help="queued requests before 429")
     serve.add_argument("--batch-window", type=float, default=0.01, help="seconds to wait for a batch to fill")
