@@ -166,3 +166,17 @@ def test_steered_label_counts_net_weights_per_label():
                                                                          "attribute": "sentiment+topic"}}}}
     assert steered_label(combined, "sentiment", labels)[0] == "negative"
     assert steered_label(combined, "topic", ("business", "sport"))[0] == "sport"
+
+
+def test_calibration_sets_are_human_written_neutral_test_texts():
+    from loracompose.data import load_attribute_dataset
+    from loracompose.evaluate.calibration import format_calibration, neutral_texts
+
+    sets = neutral_texts()
+    tweets, bbc = sets["neutral tweets (tweets test split)"], sets["BBC article openings (bbc test split)"]
+    assert len(tweets) == 300 and set(tweets) <= set(load_attribute_dataset("tweets").texts("test", "neutral"))
+    assert len(bbc) == 202 and all(0 < len(t.split()) <= 40 for t in bbc)
+    line = format_calibration({"sets": {"a": {"n": 4, "vote_share": {"positive": 0.25}}}},
+                              {"baseline b.jsonl": {"n": 2, "vote_share": {"positive": 1.0}}})
+    assert line == "calibration — share the sentiment vote calls positive: a 0.250 (n=4); baseline b.jsonl 1.000 (n=2)"
+    assert format_calibration(None) is None
