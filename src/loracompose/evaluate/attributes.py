@@ -1,6 +1,6 @@
 """The attributes loracompose can judge out of the box, and parsing of `--target`.
 
-A judge for an attribute is trained on the train splits of the attribute's
+A judge for an attribute is trained on the `judge` splits of the attribute's
 packaged datasets and measured on their test splits. Sentiment judges are
 binary (negative / positive): the `tweets` dataset's `neutral` label is left
 out, because only that one dataset (tweets about self-driving cars) has it, so a
@@ -22,6 +22,7 @@ class AttributeSpec:
     datasets: tuple[str, ...]  # packaged datasets: train splits train the judges, test splits measure them
     primary: str  # the dataset whose test accuracy is the headline figure
     third: str  # the kind of the third, non-linear-on-text judge ("vader" or "naive-bayes")
+    encoders: tuple[str, ...] = ("minilm",)  # packaged sentence encoders, one logistic-regression judge each
 
 
 ATTRIBUTES: dict[str, AttributeSpec] = {

