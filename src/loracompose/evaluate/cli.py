@@ -180,11 +180,24 @@ def cmd_judges(args) -> None:
 
     for attribute in args.attributes:
         panel = judge_panel(attribute, _judge_settings(args), progress=not args.no_progress)
-        print(f"{attribute} judges ({', '.join(panel.labels)}) — test accuracy per dataset "
-              f"[cached in {panel.provenance['directory']}]")
+        built = f"built in {panel.build_seconds:.0f} s" if panel.build_seconds is not None else "build time unknown"
+        print(f"{attribute} judges ({', '.join(panel.labels)}) — trained on the "
+              f"'{panel.provenance.get('trained_on_split')}' split, accuracy on each dataset's test split; "
+              f"{built} [cached in {panel.provenance['directory']}]")
+        datasets = list(next(iter(panel.accuracy.values()), {}))
+        header = "".join(f"{d:>17}" for d in datasets)
+        print(f"    {'judge':16}{'':10}{header}")
         for name, per_dataset in panel.accuracy.items():
-            scores = ", ".join(f"{d} {v['accuracy']:.3f} (n={v['n']})" for d, v in per_dataset.items())
-            print(f"    {name if name != 'vote' else 'majority vote':16} {scores}")
+            label = name if name != "vote" else "majority vote"
+            cells = "".join(f"{per_dataset[d]['accuracy']:>10.3f} n={per_dataset[d]['n']:<4}" for d in datasets)
+            print(f"    {label:16}{'in-domain':10}{cells}")
+            cross = panel.cross_domain.get(name)
+            if cross:
+                cells = "".join(f"{cross[d]['accuracy']:>10.3f} n={cross[d]['n']:<4}" if d in cross else f"{'–':>17}"
+                                for d in datasets)
+                print(f"    {'':16}{'cross':10}{cells}")
+        if panel.cross_domain:
+            print("    cross = trained on the other datasets' judge splits only (leave that dataset out)")
 
 
 def register(subparsers) -> None:
