@@ -132,6 +132,7 @@ def test_lone_surrogates_and_long_names_get_a_4xx(url, tiny_model_dir):
               '{"model": "%s", "prompt": "x", "composition": {"modules": {"\\udfff": 1}}}' % name,
               '{"model": "%s", "prompt": "x", "composition": {"modules": {"%s": "\\ud800"}}}' % (name, POS),
               '{"model": "%s", "prompt": "x", "\\ud800": 1}' % name,
+              '{"model": "%s", "prompt": "x", "composition": {"method": "\\ud800"}}' % name,  # found by the fuzz suite
               json.dumps({"model": "m" * 100_000, "prompt": "x"}),
               json.dumps({"model": name, "prompt": "x", "k" * 100_000: 1}),
               json.dumps({"model": name, "prompt": "x", "logit_bias": {str(i): 1 for i in range(5000)}})]

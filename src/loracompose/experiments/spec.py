@@ -408,7 +408,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     except LoraComposeError as exc:
         raise LoraComposeError(f"experiment spec '{path}': {exc}") from None
     except yaml.YAMLError as exc:
-        raise LoraComposeError(f"experiment spec '{path}' is not valid YAML: {str(exc)[:300]}") from None
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = " ".join(str(problem).split())[:200]  # one line
+        raise LoraComposeError(f"experiment spec '{path}' is not valid YAML: {problem}{where}") from None
     except RecursionError:
         raise LoraComposeError(f"experiment spec '{path}' nests too deeply") from None
     try:

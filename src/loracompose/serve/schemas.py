@@ -39,7 +39,8 @@ class Composition(Strict):
 
             kind = ("a weight-level merge, which the server does not run per request"
                     if method in METHODS else "not a composition method")
-            raise ValueError(f"'{method}' is {kind}; accepted: {', '.join(SERVED_METHODS)}")
+            shown = method.encode("utf-8", "backslashreplace").decode("utf-8")[:40]  # pydantic needs valid UTF-8
+            raise ValueError(f"'{shown}' is {kind}; accepted: {', '.join(SERVED_METHODS)}")
         return method
 
 
