@@ -168,7 +168,8 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": engine.model_name, "modules": len(engine.bank),
-                "refused_modules": engine.refused, **app.state.scheduler.snapshot()}
+                # names only: /health needs no key, and the messages (in the server log) carry paths
+                "refused_modules": sorted(engine.refused), **app.state.scheduler.snapshot()}
 
     @app.get("/v1/models")
     async def models():
