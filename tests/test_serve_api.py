@@ -183,3 +183,34 @@ def test_mixed_compositions_share_batches_and_match_solo_runs(url, name):
     for solo, mixed in zip(alone, together):
         assert [c["text"] for c in mixed["choices"]] == [c["text"] for c in solo["choices"]]
         assert mixed["usage"] == solo["usage"]
+
+
+def test_steer_equals_the_composition_it_resolves_to(client, name, url):
+    """`steer` names attribute values; the server resolves them as `generate --steer` does."""
+    models = {m.id: m for m in client.models.list().data}
+    assert models[name].model_extra["steer"]["attributes"] == {"sentiment": ["positive"], "topic": ["sport"]}
+    steered = client.completions.create(model=name, prompt="The movie", max_tokens=10, seed=42, extra_body={
+        "steer": {"targets": {"sentiment": "positive", "topic": "sport"}, "strength": {"topic": 0.5}}})
+    composed = client.completions.create(model=name, prompt="The movie", max_tokens=10, seed=42, extra_body={
+        "composition": {"modules": {POS: 1.0, SPORT: 0.5}}})
+    assert steered.choices[0].text == composed.choices[0].text
+    assert steered.model_extra.get("composition", {}).get("modules") in (None, {POS: 1.0, SPORT: 0.5})
+
+
+@pytest.mark.parametrize("steer, status, message", [
+    ({"targets": {"sentiment": "negative"}}, 400, "no module steers sentiment=negative; values of 'sentiment' with "
+                                                 "modules: positive"),
+    ({"targets": {"mood": "calm"}}, 400, "no module steers attribute 'mood'"),
+    ({"targets": {"sentiment": "positive"}, "strength": 9}, 400, "out of range"),
+    ({"targets": {"sentiment": "positive"}, "strategy": "magic"}, None, "unknown strategy 'magic'"),
+])
+def test_bad_steer_is_a_4xx_naming_what_exists(url, name, steer, status, message):
+    response = post(url, {"model": name, "prompt": "The movie", "max_tokens": 4, "steer": steer})
+    assert 400 <= response.status_code < 500 and (status is None or response.status_code == status)
+    assert message in response.json()["error"]["message"]
+
+
+def test_steer_and_composition_together_are_refused(url, name):
+    response = post(url, {"model": name, "prompt": "The movie", "max_tokens": 4,
+                          "steer": {"targets": {"sentiment": "positive"}}, "composition": {"modules": {POS: 1.0}}})
+    assert 400 <= response.status_code < 500 and "not both" in response.json()["error"]["message"]

@@ -27,9 +27,11 @@ from loracompose.compose import normalized
 from loracompose.compose.bank import ModuleBank, discover_modules
 from loracompose.compose.fused import ComposedModel
 from loracompose.decoding import SamplingConfig, Sequence, row_seed
+from loracompose.errors import LoraComposeError
 from loracompose.generate import BASE_MEMBER, logit_sum_members
 from loracompose.serve.schemas import ChatRequest, CompletionRequest, Composition, Sampling
 from loracompose.serve.settings import ServeSettings
+from loracompose.steer import STRATEGIES, STRENGTH_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +99,24 @@ class Engine:
         entries = [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "loracompose",
                     "kind": "base", "context": self.context,
                     "composition": {"methods": ["output-sum", "output-mean", "logit-sum"],
-                                    "weight_range": [s.min_weight, s.max_weight], "base_member": BASE_MEMBER}}]
+                                    "weight_range": [s.min_weight, s.max_weight], "base_member": BASE_MEMBER},
+                    "steer": {"attributes": self.steerable(), "strategies": list(STRATEGIES),
+                              "strength_range": list(STRENGTH_RANGE)}}]
         for module in self.bank.modules:
             info, meta = module.info, module.info.metadata
             entries.append({"id": module.name, "object": "model", "created": 0, "owned_by": "loracompose",
                             "kind": "module", "attribute": info.attribute, "label": info.label,
-                            "datasets": [d.get("name") if isinstance(d, dict) else d for d in meta.get("datasets", [])],
+                            "datasets": [n for n in (d.get("name") if isinstance(d, dict) else d
+                                                     for d in meta.get("datasets", [])) if isinstance(n, str)],
                             "rank": info.rank, "alpha": info.alpha})
         return entries
+
+    def steerable(self) -> dict[str, list[str]]:
+        """attribute → the values this server's modules can steer toward."""
+        from loracompose.steer import attribute_labels
+
+        table = attribute_labels({m.name: m.info for m in self.bank.modules})
+        return {attribute: sorted(labels) for attribute, labels in sorted(table.items())}
 
     # -- requests → sequences ----------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -179,7 +191,8 @@ class Engine:
                 raise ApiError(400, f"model '{request.model}' is a module; give either a module as the model or a "
                                     f"composition with model '{self.model_name}', not both", "composition")
             return Composition(modules={request.model: 1.0})
-        composition = request.composition or Composition()
+        composition = self._steered(request.steer) if request.steer is not None else \
+            request.composition or Composition()
         s = self.settings
         for name, weight in composition.modules.items():
             if name == BASE_MEMBER and composition.method == "logit-sum":
@@ -200,6 +213,17 @@ class Engine:
                 and not any(w != 0 for w in composition.modules.values()):
             raise ApiError(400, "logit-sum needs at least one member with a non-zero weight", "composition.modules")
         return composition
+
+    def _steered(self, steer) -> Composition:
+        """A `steer` request as the composition `loracompose.steer` resolves it to (same as `generate --steer`)."""
+        from loracompose.steer import resolve_steering
+
+        try:
+            steering = resolve_steering({m.name: m.info for m in self.bank.modules}, steer.targets, steer.strength,
+                                        steer.strategy)
+        except LoraComposeError as exc:
+            raise ApiError(400, shown(str(exc), 300), "steer") from None
+        return Composition(modules=steering.composition, method=steering.method)
 
     def _rows(self, composition: Composition) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(rows (K, N) or None, coefficients (K,) or None) of one sequence under `composition`."""

@@ -44,6 +44,25 @@ class Composition(Strict):
         return method
 
 
+class Steer(Strict):
+    """{"targets": {attribute: value}, "strength": S or {attribute: S}, "strategy": ...}: steer by the
+    modules' metadata instead of naming them (loracompose.steer resolves it to a composition)."""
+
+    targets: dict[str, str]
+    strength: float | dict[str, float] = 1.0
+    strategy: str = "contrast"
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, strategy: str) -> str:
+        from loracompose.steer import STRATEGIES
+
+        if strategy not in STRATEGIES:
+            shown = strategy.encode("utf-8", "backslashreplace").decode("utf-8")[:40]
+            raise ValueError(f"unknown strategy '{shown}'; accepted: {', '.join(STRATEGIES)}")
+        return strategy
+
+
 class StreamOptions(Strict):
     include_usage: bool = False
 
@@ -64,6 +83,7 @@ class Sampling(Strict):
     stream_options: StreamOptions | None = None
     user: str | None = None
     composition: Composition | None = None  # extension
+    steer: Steer | None = None  # extension: attribute=value targets instead of a composition
     # Accepted at neutral values only (see _NEUTRAL).
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
@@ -84,6 +104,8 @@ class Sampling(Strict):
             raise ValueError("stop takes at most 4 non-empty strings")
         if self.stop == "":
             raise ValueError("stop must not be an empty string")
+        if self.steer is not None and self.composition is not None:
+            raise ValueError("give either steer (attribute targets) or composition (module weights), not both")
         return self
 
     @property
