@@ -118,6 +118,8 @@ def corrupt_dir(good, tmp_path_factory) -> Path:
         shutil.copytree(good, root / twin)
         _meta(root / twin, '{"name": "twin"}')
     shutil.copytree(good, root / "fine")
+    shutil.copytree(good, root / "odd")  # valid, with odd metadata a listing must still serialise
+    _meta(root / "odd", '{"datasets": [NaN, {"name": 5}, ["x"], "ok"], "extra": Infinity}')
     return root
 
 
@@ -144,7 +146,8 @@ def test_a_server_with_bad_modules_serves_the_good_ones(tiny_model_dir, corrupt_
     with serve_in_background(str(tiny_model_dir), str(corrupt_dir), judges="none") as url:
         models = httpx.get(f"{url}/v1/models")
         assert models.status_code == 200
-        assert [m["id"] for m in models.json()["data"]] == [tiny_model_dir.name, "fine"]
+        assert [m["id"] for m in models.json()["data"]] == [tiny_model_dir.name, "fine", "odd"]
+        assert models.json()["data"][2]["datasets"] == ["ok"]
         refused = httpx.get(f"{url}/health").json()["refused_modules"]
         assert set(refused) == set(CORRUPTIONS) | {"twin-1", "twin-2"}
         body = {"model": tiny_model_dir.name, "prompt": "x", "max_tokens": 2, "composition": {"modules": {"fine": 1}}}
