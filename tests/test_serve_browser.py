@@ -82,3 +82,30 @@ def test_the_page_shows_the_servers_error_message(served, browser):
     page.click("#generate")
     page.wait_for_function("document.getElementById('status').textContent.includes('max_tokens 100000 is out of "
                            "range')")
+
+
+def test_an_attribute_control_sends_steer(served, browser):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(served)
+    page.fill("#api-key", "k3y")
+    page.locator("#api-key").blur()
+    control = page.locator("input[data-attribute='topic']")
+    control.wait_for()
+    assert page.locator("#attributes input[type=range]").count() == 2  # sentiment and topic
+    assert page.locator("#v-topic option").all_text_contents() == ["sport"]
+    for _ in range(15):
+        control.press("ArrowRight")  # 0.1 a press: strength 1.5
+    assert page.locator("#attributes output").nth(1).text_content() == "sport 1.5"
+    with page.expect_request("**/v1/completions") as sent:
+        page.click("#generate")
+    body = json.loads(sent.value.post_data)
+    assert body["steer"] == {"targets": {"topic": "sport"}, "strength": {"topic": 1.5}}
+    assert "composition" not in body
+    page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=30_000)
+    # both kinds at once are refused on the page, before any request
+    page.locator("input[data-module='positive@tiny']").press("ArrowRight")
+    page.click("#generate")
+    assert "not both" in page.locator("#status").text_content()
+    assert errors == []

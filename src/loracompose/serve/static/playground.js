@@ -29,6 +29,7 @@ async function loadModels() {
   const [lo, hi] = base.composition.weight_range;
   range = [Math.max(-1, lo), Math.min(2, hi)];  // the page's sliders: −1 to 2, within the server's range
   $("base").textContent = "Base model: " + base.id + ".";
+  showAttributes((base.steer || {}).attributes || {});
   const box = $("sliders");
   const previous = {};  // keep the weights when the list is reloaded (e.g. after typing an API key)
   for (const input of box.querySelectorAll("input[type=range]")) previous[input.dataset.module] = input.value;
@@ -56,6 +57,75 @@ async function loadModels() {
   }
 }
 
+// One control per steerable attribute. A two-valued attribute (sentiment: negative, positive) is one
+// slider from −2 (the first value at strength 2) through 0 (off) to 2 (the second value at strength 2);
+// an attribute with more values (topic) is a value menu and a strength slider.
+function showAttributes(attributes) {
+  const box = $("attributes");
+  box.textContent = "";
+  const names = Object.keys(attributes);
+  if (!names.length) { box.textContent = "no module carries an attribute and a label"; return; }
+  for (const attribute of names) {
+    const values = attributes[attribute];
+    const row = document.createElement("div");
+    row.className = "slider";
+    const label = document.createElement("label");
+    label.htmlFor = "a-" + attribute;
+    label.textContent = attribute;
+    const cell = document.createElement("div");
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", step: 0.1, value: 0, id: "a-" + attribute });
+    input.dataset.attribute = attribute;
+    const value = document.createElement("output");
+    value.textContent = "off";
+    if (values.length === 2) {
+      Object.assign(input, { min: -2, max: 2 });
+      input.dataset.values = JSON.stringify(values);
+      const ends = document.createElement("div");
+      ends.className = "ends";
+      ends.innerHTML = "<span></span><span></span>";
+      ends.children[0].textContent = "← " + values[0];
+      ends.children[1].textContent = values[1] + " →";
+      cell.append(input, ends);
+    } else {
+      Object.assign(input, { min: 0, max: 2 });
+      const select = document.createElement("select");
+      select.id = "v-" + attribute;
+      for (const v of values) select.add(new Option(v, v));
+      label.append(" ", select);
+      cell.append(input);
+    }
+    input.addEventListener("input", () => { value.textContent = describeSteer(input) || "off"; });
+    row.append(label, cell, value);
+    box.appendChild(row);
+  }
+}
+
+// [value, strength] an attribute control asks for, or null when it is off.
+function steerOf(input) {
+  const w = Number(input.value);
+  if (w === 0) return null;
+  if (input.dataset.values) {
+    const [low, high] = JSON.parse(input.dataset.values);
+    return [w < 0 ? low : high, Math.abs(w)];
+  }
+  return [$("v-" + input.dataset.attribute).value, w];
+}
+
+function describeSteer(input) {
+  const s = steerOf(input);
+  return s ? s[0] + " " + s[1].toFixed(1) : "";
+}
+
+function steer() {
+  const targets = {}, strength = {};
+  for (const input of document.querySelectorAll("#attributes input[type=range]")) {
+    const s = steerOf(input);
+    if (s) { targets[input.dataset.attribute] = s[0]; strength[input.dataset.attribute] = s[1]; }
+  }
+  return Object.keys(targets).length ? { targets, strength } : null;
+}
+
 function composition() {
   const modules = {};
   for (const input of document.querySelectorAll("#sliders input[type=range]")) {
@@ -78,8 +148,10 @@ async function generate() {
   out.append(promptSpan, textSpan);
   const body = { model: baseModel, prompt: $("prompt").value, max_tokens: Number($("max-tokens").value),
                  seed: Number($("seed").value), stream: true };
-  const comp = composition();
+  const comp = composition(), steering = steer();
+  if (comp && steering) { say("use either the attribute controls or the module sliders, not both"); return; }
   if (comp) body.composition = comp;
+  if (steering) body.steer = steering;
   $("generate").disabled = true;
   try {
     const response = await fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
