@@ -158,11 +158,12 @@ def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        path = shown(request.url.path)
         message = {400: "the request body could not be parsed as JSON (invalid UTF-8, or nested too deeply)",
-                   404: f"no route {shown(request.url.path)}; routes: /v1/completions, /v1/chat/completions, "
+                   404: f"no route {path}; routes: /v1/completions, /v1/chat/completions, "
                         "/v1/models, /v1/judge, /health, /",
-                   405: f"method {shown(request.method)} is not allowed on {shown(request.url.path)}"}.get(exc.status_code,
-                                                                                             str(exc.detail))
+                   405: f"method {shown(request.method)} is not allowed on {path}"}.get(exc.status_code,
+                                                                                       str(exc.detail))
         return _error(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.get("/health")
