@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -91,7 +92,7 @@ def _int(value, path: str, minimum: int, maximum: int = MAX_INT) -> int:
 
 def _fits(value, expected) -> bool:
     """Whether a YAML value has a dataclass field's annotated type (int, float, str, bool, None, list[str], unions)."""
-    if typing.get_origin(expected) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
         return any(_fits(value, option) for option in typing.get_args(expected))
     if typing.get_origin(expected) is list:
         (item,) = typing.get_args(expected)
@@ -111,7 +112,7 @@ def _fits(value, expected) -> bool:
 
 
 def _describe(expected) -> str:
-    if typing.get_origin(expected) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
         return " or ".join(_describe(option) for option in typing.get_args(expected))
     if typing.get_origin(expected) is list:
         return f"a list of {_describe(typing.get_args(expected)[0]).removeprefix('a ')}s"
