@@ -63,7 +63,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
 MODEL = "tiny-llama"  # replaced by the served model's name
 FIELDS = ["model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "n", "seed", "stop", "stream",
           "stream_options", "user", "composition", "presence_penalty", "logprobs", "logit_bias", "echo",
-          "best_of", "suffix", "messages", "max_completion_tokens", "response_format", "tools"]
+          "best_of", "suffix", "messages", "max_completion_tokens", "response_format", "tools", "steer"]
 
 
 def composition_values():
@@ -79,6 +79,12 @@ def bodies():
                                         values),
                     "max_tokens": st.one_of(st.integers(min_value=-2, max_value=6), numbers),
                     "composition": composition_values(),
+                    "steer": st.one_of(values, st.fixed_dictionaries(
+                        {"targets": st.one_of(values, st.dictionaries(
+                            st.one_of(st.sampled_from(["sentiment", "topic"]), strings),
+                            st.one_of(st.sampled_from(["positive", "sport", "negative"]), strings), max_size=2))},
+                        optional={"strength": st.one_of(numbers, st.dictionaries(strings, numbers, max_size=2)),
+                                  "strategy": st.one_of(st.sampled_from(["contrast", "expert"]), strings)})),
                     "messages": st.one_of(values, st.lists(st.fixed_dictionaries(
                         {"role": st.sampled_from(["user", "system", "assistant", "wizard"]),
                          "content": st.one_of(st.text(max_size=20), surrogates, values)}), max_size=2))}
