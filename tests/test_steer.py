@@ -31,15 +31,20 @@ def test_contrast_pulls_toward_the_experts_and_away_from_the_opposite_label():
     assert s.anti_experts == {"sentiment": ["positive@imdb", "positive@rt"]}
 
 
-def test_a_topic_has_no_single_opposite_and_targets_add_up():
+def test_a_topic_is_pulled_from_the_mean_of_the_other_topics_and_targets_add_up():
     s = resolve_steering(BANK, parse_steer("sentiment=positive, topic=sport"))
-    assert s.composition == {"positive@imdb": 1.0, "positive@rt": 1.0, "negative@rt": -1.0, "sport@bbc": 1.0}
-    assert s.anti_experts["topic"] == []
+    assert s.composition == {"positive@imdb": 1.0, "positive@rt": 1.0, "negative@rt": -1.0, "sport@bbc": 1.0,
+                             "tech@bbc": -1.0}
+    assert s.anti_experts["topic"] == ["tech@bbc"]
+    bank = {**BANK, "business@bbc": info("business@bbc", "topic", "business")}
+    s = resolve_steering(bank, {"topic": "sport"}, strength=2.0)
+    assert s.composition == {"sport@bbc": 2.0, "business@bbc": -1.0, "tech@bbc": -1.0}  # λ·S/k, k = 2 others
 
 
 def test_each_attribute_may_have_its_own_strength():
     s = resolve_steering(BANK, {"sentiment": "negative", "topic": "sport"}, strength={"topic": 2.0})
-    assert s.composition == {"negative@rt": 1.0, "positive@imdb": -1.0, "positive@rt": -1.0, "sport@bbc": 2.0}
+    assert s.composition == {"negative@rt": 1.0, "positive@imdb": -1.0, "positive@rt": -1.0, "sport@bbc": 2.0,
+                             "tech@bbc": -2.0}
     assert s.strength == {"sentiment": 1.0, "topic": 2.0}
     with pytest.raises(LoraComposeError, match="strength given for 'mood', which is not steered"):
         resolve_steering(BANK, {"sentiment": "negative"}, strength={"mood": 2.0})
@@ -106,7 +111,7 @@ def test_generate_steer_equals_the_composition_it_resolves_to(tiny_model_dir, la
     steered = [json.loads(line) for line in (tmp_path / "steer.jsonl").read_text().splitlines()]
     assert steered[0]["composition"]["weights"] == {"neg": 0.8, "pos": -0.8, "sport": 0.8}
     assert steered[0]["steer"]["targets"] == {"sentiment": "negative", "topic": "sport"}
-    assert steered[0]["steer"]["anti_experts"] == {"sentiment": ["pos"], "topic": []}
+    assert steered[0]["steer"]["anti_experts"] == {"sentiment": ["pos"], "topic": []}  # no other topic module
     code, _ = generate(capsys, tiny_model_dir, labelled_modules, tmp_path / "compose.jsonl",
                        "--compose", "neg=0.8,pos=-0.8,sport=0.8", "--method", "output-sum")
     composed = [json.loads(line) for line in (tmp_path / "compose.jsonl").read_text().splitlines()]

@@ -5,19 +5,21 @@ whose metadata (`loracompose.json`: attribute, label) carry it, and a strategy
 turns them into a composition the planner already runs:
 
     strategy         method       composition for target t at strength S
-    contrast         output-sum   Σ_{e ∈ experts(t)} S·e  −  Σ_{a ∈ anti(t)} λ·S·a
+    contrast         output-sum   Σ_{e ∈ experts(t)} S·e  −  Σ_{a ∈ anti(t)} (λ·S / k)·a
     expert           output-sum   Σ_{e ∈ experts(t)} S·e
-    logit-contrast   logit-sum    log p ∝ log p_base + Σ_e S·log p_e − Σ_a λ·S·log p_a   (DExperts)
+    logit-contrast   logit-sum    log p ∝ log p_base + Σ_e S·log p_e − Σ_a (λ·S / k)·log p_a   (DExperts)
 
-experts(t): the modules of t's attribute labelled t's value. anti(t): for a
-*binary* attribute (sentiment: negative/positive; a user's attribute whose modules
-carry exactly two labels), the modules of the other label; for an attribute with
-more labels (topic's five) there is no single opposite, so none. Several targets (sentiment and topic) add up.
+experts(t): the modules of t's attribute labelled t's value. anti(t): the modules
+of the attribute's other labels, k = how many other labels have modules — the
+opposite label for sentiment (k = 1), the mean of the four other topics for a
+topic (k = 4). Several targets (sentiment and topic) add up.
 
-`contrast` is the default: output composition with the opposite module as an
-anti-expert (the mechanism DExperts uses at the logit level, here inside every
-layer at the cost of one forward pass), measured in the README's "Steering"
-section against `expert` and `logit-contrast`.
+Why subtract: a module trained on one label's texts learns the label *and* its
+corpus (review phrasing, BBC news style). The other labels' modules learnt the
+same corpus, so expert − mean(others) keeps what tells the label apart and
+cancels what they share — DExperts' expert/anti-expert contrast, here inside every
+layer at the cost of one forward pass. `contrast` is the default, measured in the
+README's "Steering" section against `expert` and `logit-contrast`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loracompose.errors import LoraComposeError
-from loracompose.evaluate.attributes import ATTRIBUTES
 from loracompose.modules import ModuleInfo
 
 STRENGTH_RANGE = (0.0, 4.0)  # exclusive lower bound, inclusive upper bound
@@ -138,14 +139,12 @@ def resolve_steering(modules: dict[str, ModuleInfo], targets: dict[str, str],
             raise LoraComposeError(f"no module steers {attribute}={value}; values of '{attribute}' with modules: "
                                    f"{', '.join(sorted(labels))}")
         experts[attribute] = sorted(labels[value])
-        known = ATTRIBUTES[attribute].labels if attribute in ATTRIBUTES else tuple(labels)
-        opposite = [label for label in known if label != value]
-        binary = len(opposite) == 1 and opposite[0] in labels
-        anti_experts[attribute] = sorted(labels[opposite[0]]) if plan.anti and binary else []
+        others = [label for label in sorted(labels) if label != value] if plan.anti else []
+        anti_experts[attribute] = [name for label in others for name in sorted(labels[label])]
         for name in experts[attribute]:
             composition[name] = composition.get(name, 0.0) + strengths[attribute]
-        for name in anti_experts[attribute]:
-            composition[name] = composition.get(name, 0.0) - plan.anti * strengths[attribute]
+        for name in anti_experts[attribute]:  # each weighs λ·S/k, k = the number of other labels
+            composition[name] = composition.get(name, 0.0) - plan.anti * strengths[attribute] / len(others)
     return Steering(dict(targets), strengths, strategy, plan.method, composition, experts, anti_experts)
 
 
