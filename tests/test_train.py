@@ -46,7 +46,9 @@ def test_module_directory_and_metadata(trained):
     assert meta["name"] == "positive@rotten_tomatoes" and meta["label"] == "positive"
     assert meta["attribute"] == "sentiment" and meta["mixing"] == "concat"
     (source,) = meta["datasets"]
-    assert source["name"] == "rotten_tomatoes" and len(source["content_hash"]) == 64 and source["train_texts"] > 3000
+    # 55% of ~4.2k positive snippets: 15% are validation and test, 30% the judges' split
+    assert source["name"] == "rotten_tomatoes" and len(source["content_hash"]) == 64
+    assert 2000 < source["train_texts"] < 2600
     assert meta["base"]["architecture"] == "LlamaForCausalLM" and meta["base"]["linear_shapes"]
     training = meta["training"]
     assert training["steps"] == 16 and training["settings"]["rank"] == 8
