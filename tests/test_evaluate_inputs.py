@@ -142,3 +142,15 @@ def test_hf_judge_errors(tmp_path):
         load_hf_judge(generic)
     with pytest.raises(LoraComposeError, match="is not a Hugging Face model directory"):
         load_hf_judge(tmp_path)
+
+
+def test_hf_judge_weights_are_read_only_from_safetensors(tmp_path):
+    """A judge saved as a pickled pytorch_model.bin is refused, never unpickled."""
+    from transformers import BertForSequenceClassification
+
+    directory = make_classifier(tmp_path / "clf", {0: "negative", 1: "positive"})
+    model = BertForSequenceClassification.from_pretrained(directory)
+    (directory / "model.safetensors").unlink()
+    torch.save(model.state_dict(), directory / "pytorch_model.bin")  # what an older or hostile save leaves
+    with pytest.raises(LoraComposeError, match="could not load judge model"):
+        load_hf_judge(directory)

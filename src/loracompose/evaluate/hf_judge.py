@@ -128,7 +128,8 @@ def load_hf_judge(path: str | Path, max_words: int | None = None) -> HFJudge:
     attribute, mapping = _mapping(directory, id2label)
     labels = list(ATTRIBUTES[attribute].labels) if attribute in ATTRIBUTES else sorted(set(mapping.values()))
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+        # safetensors only, as every other loader here: a pickled .bin is never unpickled
+        model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True).eval()
         tokenizer = AutoTokenizer.from_pretrained(directory)
     except (OSError, ValueError) as exc:
         raise LoraComposeError(f"could not load judge model '{path}': {exc}") from exc
