@@ -94,7 +94,7 @@ def _judge_attribute(panel: JudgePanel, target: str, texts: list[str], prompts: 
         if hasattr(judge, "progress"):
             judge.progress = options.progress
         probabilities.append(judge.predict_proba(texts))
-    verdicts = Verdicts(panel.labels, [j.name for j in panel.judges], np.stack(probabilities))
+    verdicts = Verdicts(panel.labels, [j.name for j in panel.judges], np.stack(probabilities), panel.voting)
     hard, soft = verdicts.hard_hits(target), verdicts.soft_scores(target)
     judges = []
     for judge in panel.judges:

@@ -70,7 +70,7 @@ class JudgeService:
         with self.lock:
             for attribute, panel in list(self.panels.items()):
                 probabilities = np.stack([j.predict_proba([text]) for j in panel.judges])  # (judges, 1, labels)
-                verdicts = Verdicts(list(panel.labels), [j.name for j in panel.judges], probabilities)
+                verdicts = Verdicts(list(panel.labels), [j.name for j in panel.judges], probabilities, panel.voting)
                 scores[attribute] = {"vote": panel.labels[int(verdicts.votes()[0])],
                                      "probabilities": {label: round(float(p), 4)
                                                        for label, p in zip(panel.labels, verdicts.mean[0])}}
