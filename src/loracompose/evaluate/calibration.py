@@ -26,7 +26,7 @@ from loracompose.evaluate.ensemble import Verdicts
 ATTRIBUTE = "sentiment"
 TWEETS_SAMPLE = 300
 OPENING_WORDS = 40  # about the length of a 40-token generation
-VERSION = 1
+VERSION = 2  # 2: only the panel's voting judges vote
 
 
 def neutral_texts() -> dict[str, list[str]]:
@@ -42,7 +42,8 @@ def neutral_texts() -> dict[str, list[str]]:
 def vote_shares(panel, texts: list[str]) -> dict:
     """n, the share of texts whose majority vote is each label, and the mean probability of each label."""
     probabilities = np.stack([judge.predict_proba(texts) for judge in panel.judges])  # (J, n, L)
-    verdicts = Verdicts(panel.labels, [j.name for j in panel.judges], probabilities)
+    voting = getattr(panel, "voting", None)  # the vote is the panel's voting judges' alone, as in evaluate
+    verdicts = Verdicts(panel.labels, [j.name for j in panel.judges], probabilities, voting)
     return {"n": len(texts),
             "vote_share": {label: float(verdicts.hard_hits(label).mean()) for label in panel.labels},
             "mean_probability": {label: float(verdicts.soft_scores(label).mean()) for label in panel.labels}}
@@ -54,7 +55,8 @@ def _cache_file(panel):
     directory = (panel.provenance or {}).get("directory")
     if not directory or any(j.describe().get("kind") == "hf" for j in panel.judges):
         return None
-    key = hashlib.sha256(json.dumps([str(directory), [j.name for j in panel.judges], VERSION]).encode()).hexdigest()
+    judges = [j.name for j in panel.judges]
+    key = hashlib.sha256(json.dumps([str(directory), judges, getattr(panel, "voting", None), VERSION]).encode()).hexdigest()
     return cache_dir() / "calibration" / f"{ATTRIBUTE}-{key[:16]}.json"
 
 
