@@ -190,7 +190,7 @@ def test_steer_equals_the_composition_it_resolves_to(client, name, url):
     models = {m.id: m for m in client.models.list().data}
     assert models[name].model_extra["steer"]["attributes"] == {"sentiment": ["positive"], "topic": ["sport"]}
     steered = client.completions.create(model=name, prompt="The movie", max_tokens=10, seed=42, extra_body={
-        "steer": {"targets": {"sentiment": "positive", "topic": "sport"}, "strength": {"topic": 0.5}}})
+        "steer": {"targets": {"sentiment": "positive", "topic": "sport"}, "strength": {"sentiment": 1.0, "topic": 0.5}}})
     composed = client.completions.create(model=name, prompt="The movie", max_tokens=10, seed=42, extra_body={
         "composition": {"modules": {POS: 1.0, SPORT: 0.5}}})
     assert steered.choices[0].text == composed.choices[0].text

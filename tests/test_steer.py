@@ -31,20 +31,20 @@ def test_contrast_pulls_toward_the_experts_and_away_from_the_opposite_label():
     assert s.anti_experts == {"sentiment": ["positive@imdb", "positive@rt"]}
 
 
-def test_a_topic_is_pulled_from_the_mean_of_the_other_topics_and_targets_add_up():
-    s = resolve_steering(BANK, parse_steer("sentiment=positive, topic=sport"))
-    assert s.composition == {"positive@imdb": 1.0, "positive@rt": 1.0, "negative@rt": -1.0, "sport@bbc": 1.0,
-                             "tech@bbc": -1.0}
-    assert s.anti_experts["topic"] == ["tech@bbc"]
-    bank = {**BANK, "business@bbc": info("business@bbc", "topic", "business")}
-    s = resolve_steering(bank, {"topic": "sport"}, strength=2.0)
-    assert s.composition == {"sport@bbc": 2.0, "business@bbc": -1.0, "tech@bbc": -1.0}  # λ·S/k, k = 2 others
+def test_a_topic_has_no_single_opposite_and_targets_add_up():
+    s = resolve_steering(BANK, parse_steer("sentiment=positive, topic=sport"), strength=1.0)
+    assert s.composition == {"positive@imdb": 1.0, "positive@rt": 1.0, "negative@rt": -1.0, "sport@bbc": 1.0}
+    assert s.anti_experts["topic"] == []  # topic has five values: tech is not sport's opposite
+
+
+def test_the_default_strength_is_two():
+    assert resolve_steering(BANK, {"sentiment": "negative"}).composition == {
+        "negative@rt": 2.0, "positive@imdb": -2.0, "positive@rt": -2.0}
 
 
 def test_each_attribute_may_have_its_own_strength():
-    s = resolve_steering(BANK, {"sentiment": "negative", "topic": "sport"}, strength={"topic": 2.0})
-    assert s.composition == {"negative@rt": 1.0, "positive@imdb": -1.0, "positive@rt": -1.0, "sport@bbc": 2.0,
-                             "tech@bbc": -2.0}
+    s = resolve_steering(BANK, {"sentiment": "negative", "topic": "sport"}, strength={"sentiment": 1.0})
+    assert s.composition == {"negative@rt": 1.0, "positive@imdb": -1.0, "positive@rt": -1.0, "sport@bbc": 2.0}
     assert s.strength == {"sentiment": 1.0, "topic": 2.0}
     with pytest.raises(LoraComposeError, match="strength given for 'mood', which is not steered"):
         resolve_steering(BANK, {"sentiment": "negative"}, strength={"mood": 2.0})
@@ -53,7 +53,7 @@ def test_each_attribute_may_have_its_own_strength():
 
 
 def test_expert_and_logit_contrast_strategies():
-    assert resolve_steering(BANK, {"sentiment": "negative"}, strategy="expert").composition == {"negative@rt": 1.0}
+    assert resolve_steering(BANK, {"sentiment": "negative"}, 1.0, "expert").composition == {"negative@rt": 1.0}
     s = resolve_steering(BANK, {"sentiment": "negative"}, 2.0, "logit-contrast")
     assert s.method == "logit-sum"
     assert s.composition == {"base": 1.0, "negative@rt": 2.0, "positive@imdb": -2.0, "positive@rt": -2.0}

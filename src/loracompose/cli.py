@@ -95,8 +95,8 @@ def cmd_demo(args) -> None:
     except ValueError:
         raise LoraComposeError(f"--seeds '{args.seeds}' must be whole numbers, comma-separated (e.g. 1,2)") from None
     settings = DemoSettings(model=args.model, modules=args.modules, prompts=args.prompts, seeds=seeds,
-                            samples=args.samples, strength=args.strength,
-                            reference=None if args.reference == "none" else args.reference)
+                            samples=args.samples, reference=None if args.reference == "none" else args.reference,
+                            **({"strength": args.strength} if args.strength is not None else {}))
     report = run_demo(Path(args.out), settings)
     print(f"\n{report.read_text()}\nreport: {report.resolve()} (and report.html beside it)")
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--prompts", default="pplm", help="prompt set: pplm, pplm35, neutral, or a file")
     demo.add_argument("--seeds", default="1,2", help="comma-separated run seeds")
     demo.add_argument("--samples", type=int, default=2, help="continuations per prompt and seed")
-    demo.add_argument("--strength", type=float, default=1.0, help="steering strength in (0, 4]")
+    demo.add_argument("--strength", type=float, default=None, help="steering strength in (0, 4] (default 2)")
     demo.add_argument("--reference", default="none", help="perplexity model, e.g. gemma3-270m (default: none)")
     demo.set_defaults(func=cmd_demo)
     register_evaluate(sub)

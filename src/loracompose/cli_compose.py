@@ -182,9 +182,10 @@ def register(sub) -> None:
     gen.add_argument("--steer", default=None,
                      help="attribute=value,... (e.g. sentiment=positive,topic=sport): steer by the modules' "
                           "metadata instead of --compose; without --modules, the base's starter modules")
-    gen.add_argument("--strength", type=float, default=None, help="--steer: strength S in (0, 4] (default 1)")
+    gen.add_argument("--strength", type=float, default=None, help="--steer: strength S in (0, 4] (default 2)")
     gen.add_argument("--strategy", default=None, choices=["contrast", "expert", "logit-contrast"],
-                     help="--steer: how modules are combined (default contrast: experts minus the opposite label)")
+                     help="--steer: how modules are combined (default contrast: experts minus the opposite value "
+                          "of a two-valued attribute such as sentiment)")
     gen.add_argument("--prompts", default="pplm", help="'pplm' (15 prompts) or a .txt/.jsonl file")
     gen.add_argument("--prompt", action="append", help="a literal prompt (repeatable; overrides --prompts)")
     gen.add_argument("--seeds", default="0", help="comma-separated run seeds")

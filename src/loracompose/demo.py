@@ -6,8 +6,8 @@ Conditions, each from the same prompts, seeds and samples (so every continuation
 pairs with the base's on (prompt, seed, sample)):
 
     base              no module
-    positive          --steer sentiment=positive   (contrast: positive − negative module)
-    negative          --steer sentiment=negative   (contrast: negative − positive module)
+    positive          --steer sentiment=positive   (contrast: 2·positive − 2·negative module)
+    negative          --steer sentiment=negative   (contrast: 2·negative − 2·positive module)
     sport             --steer topic=sport
     positive + sport  --steer sentiment=positive,topic=sport
 
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from loracompose.errors import LoraComposeError
 from loracompose.paths import write_text_atomic
+from loracompose.steer import DEFAULT_STRENGTH
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class DemoSettings:
     seeds: tuple[int, ...] = (1, 2)
     samples: int = 2
     max_new_tokens: int = 40
-    strength: float = 1.0
+    strength: float = DEFAULT_STRENGTH
     strategy: str = "contrast"
     reference: str | None = None  # perplexity model (None: skipped; distinct-2 is always reported)
     resamples: int = 2000

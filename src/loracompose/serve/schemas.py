@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from loracompose.steer import DEFAULT_STRENGTH
+
 SERVED_METHODS = ("output-sum", "output-mean", "logit-sum")
 # OpenAI fields accepted only when they ask for nothing: field → the neutral values.
 _NEUTRAL = {"presence_penalty": (0, 0.0), "frequency_penalty": (0, 0.0), "logprobs": (False, 0),
@@ -49,7 +51,7 @@ class Steer(Strict):
     modules' metadata instead of naming them (loracompose.steer resolves it to a composition)."""
 
     targets: dict[str, str]
-    strength: float | dict[str, float] = 1.0
+    strength: float | dict[str, float] = DEFAULT_STRENGTH
     strategy: str = "contrast"
 
     @field_validator("strategy")
