@@ -8,7 +8,7 @@
 # OUT      where generations and metrics go (default runs/steering); finished files are reused
 # MODULES  modules directory (default: starter, the modules shipped for MODEL)
 # MODEL    base model (default smollm2-135m)
-# About 25 minutes on 2 CPU cores for SmolLM2. Prints the comparisons against the base.
+# About 60 minutes on 2 CPU cores for SmolLM2 (generation ~45, evaluation ~15). Prints the comparisons against the base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/steering}
@@ -26,12 +26,18 @@ gen() {  # gen NAME [generate flags...]: one generations file, skipped when it e
 }
 
 gen base
-for strategy in contrast expert logit-contrast; do
-  gen "$strategy-positive" --steer sentiment=positive --strategy "$strategy"
-  gen "$strategy-negative" --steer sentiment=negative --strategy "$strategy"
+for S in 1 2; do
+  for strategy in contrast expert; do
+    gen "$strategy-s$S-positive" --steer sentiment=positive --strategy "$strategy" --strength "$S"
+    gen "$strategy-s$S-negative" --steer sentiment=negative --strategy "$strategy" --strength "$S"
+  done
 done
+gen contrast-s3-positive --steer sentiment=positive --strength 3
+gen contrast-s3-negative --steer sentiment=negative --strength 3
+gen logit-contrast-s1-positive --steer sentiment=positive --strategy logit-contrast --strength 1
+gen logit-contrast-s1-negative --steer sentiment=negative --strategy logit-contrast --strength 1
 for topic in sport business politics tech entertainment; do
-  gen "topic-$topic" --steer "topic=$topic"
+  gen "topic-$topic" --steer "topic=$topic"                     # the defaults: strength 2, the expert alone
 done
 gen positive+sport --steer sentiment=positive,topic=sport
 
@@ -41,8 +47,9 @@ ev() {  # ev NAME [evaluate flags...]: one metrics file, skipped when it exists
 }
 
 ev base-sentiment --positive "$OUT/base.jsonl" --negative "$OUT/base.jsonl"
-for strategy in contrast expert logit-contrast; do
-  ev "$strategy-sentiment" --positive "$OUT/$strategy-positive.jsonl" --negative "$OUT/$strategy-negative.jsonl" \
+SENTIMENT=(contrast-s1 contrast-s2 contrast-s3 expert-s1 expert-s2 logit-contrast-s1)
+for system in "${SENTIMENT[@]}"; do
+  ev "$system-sentiment" --positive "$OUT/$system-positive.jsonl" --negative "$OUT/$system-negative.jsonl" \
     --baseline "$OUT/base.jsonl"
 done
 for topic in sport business politics tech entertainment; do
@@ -53,7 +60,8 @@ REFERENCE=none ev base-positive+sport "$OUT/base.jsonl" --target sentiment=posit
 ev positive+sport "$OUT/positive+sport.jsonl" --target sentiment=positive,topic=sport
 
 echo "== sentiment, both directions, against the base"
-$LC compare "$OUT/base-sentiment.json" "$OUT"/{contrast,expert,logit-contrast}-sentiment.json
+files=(); for system in "${SENTIMENT[@]}"; do files+=("$OUT/$system-sentiment.json"); done
+$LC compare "$OUT/base-sentiment.json" "${files[@]}"
 for topic in sport business politics tech entertainment; do
   echo "== topic=$topic against the base"
   $LC compare "$OUT/base-topic-$topic.json" "$OUT/topic-$topic.json"
