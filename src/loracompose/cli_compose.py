@@ -186,7 +186,9 @@ def register(sub) -> None:
     gen.add_argument("--strategy", default=None, choices=["contrast", "expert", "logit-contrast"],
                      help="--steer: how modules are combined (default contrast: experts minus the opposite value "
                           "of a two-valued attribute such as sentiment)")
-    gen.add_argument("--prompts", default="pplm", help="'pplm' (15 prompts) or a .txt/.jsonl file")
+    gen.add_argument("--prompts", default="pplm",
+                     help="pplm (15), pplm35 (the study's 35), neutral (35 BBC openings), heldout:DATASET, "
+                          "or a .txt/.jsonl file")
     gen.add_argument("--prompt", action="append", help="a literal prompt (repeatable; overrides --prompts)")
     gen.add_argument("--seeds", default="0", help="comma-separated run seeds")
     gen.add_argument("--samples", type=int, default=1, help="continuations per prompt and seed")
