@@ -151,8 +151,7 @@ def _examples(files: dict[str, Path], per_condition: int = 3) -> dict[str, list[
     for name, path in files.items():
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         chosen = [r for r in rows if r["sample"] == 0 and r["seed"] == rows[0]["seed"]][:per_condition]
-        out[name] = [f"{r['prompt']}{'' if r['text'][:1].isspace() else ' '}{' '.join(r['text'].split())}"
-                     for r in chosen]
+        out[name] = [" ".join((r["prompt"] + r["text"]).split()) for r in chosen]  # the text as the model wrote it
     return out
 
 
