@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loracompose.errors import LoraComposeError
-from loracompose.evaluate.attributes import ATTRIBUTES
+from loracompose.evaluate.attributes import ATTRIBUTES, parse_pairs
 from loracompose.modules import ModuleInfo
 
 STRENGTH_RANGE = (0.0, 4.0)  # exclusive lower bound, inclusive upper bound
@@ -78,17 +78,7 @@ class Steering:
 
 def parse_steer(text: str) -> dict[str, str]:
     """`"sentiment=positive,topic=sport"` → {"sentiment": "positive", "topic": "sport"}."""
-    targets: dict[str, str] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        attribute, sep, value = (s.strip() for s in part.partition("="))
-        if not sep or not attribute or not value:
-            raise LoraComposeError(f"steer target '{part}' is not of the form attribute=value "
-                                   "(e.g. sentiment=positive,topic=sport)")
-        if attribute in targets:
-            raise LoraComposeError(f"attribute '{attribute}' is steered twice in '{text}'")
-        targets[attribute] = value
+    targets = parse_pairs(text, what="steer target", value="value", repeated="steered")
     if not targets:
         raise LoraComposeError("--steer needs attribute=value pairs, e.g. sentiment=positive,topic=sport")
     return targets

@@ -41,6 +41,24 @@ ATTRIBUTES: dict[str, AttributeSpec] = {
 }
 
 
+def parse_pairs(text: str, *, what: str = "target", value: str = "label", repeated: str = "targeted") -> dict[str, str]:
+    """`"sentiment=positive,topic=sport"` → {"sentiment": "positive", "topic": "sport"}, checking only the
+    form: a malformed pair or a repeated attribute gets one message (`what`, `value` and `repeated` word it
+    for its caller: evaluate's targets, generate's --steer)."""
+    pairs: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        attribute, sep, label = (s.strip() for s in part.partition("="))
+        if not sep or not attribute or not label:
+            raise LoraComposeError(
+                f"{what} '{part}' is not of the form attribute={value} (e.g. sentiment=positive,topic=sport)")
+        if attribute in pairs:
+            raise LoraComposeError(f"attribute '{attribute}' is {repeated} twice in '{text}'")
+        pairs[attribute] = label
+    return pairs
+
+
 def parse_targets(text: str, known: dict[str, tuple[str, ...]]) -> dict[str, str]:
     """`"sentiment=positive,topic=sport"` → {"sentiment": "positive", "topic": "sport"}.
 
@@ -48,24 +66,14 @@ def parse_targets(text: str, known: dict[str, tuple[str, ...]]) -> dict[str, str
     that user judges add).
     """
     accepted = "; ".join(f"{a}: {', '.join(labels)}" for a, labels in known.items())
-    targets: dict[str, str] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        attribute, sep, label = (s.strip() for s in part.partition("="))
-        if not sep or not attribute or not label:
-            raise LoraComposeError(
-                f"target '{part}' is not of the form attribute=label (e.g. sentiment=positive,topic=sport)"
-            )
+    targets = parse_pairs(text)
+    for attribute, label in targets.items():
         if attribute not in known:
             raise LoraComposeError(f"unknown attribute '{attribute}' in target; accepted: {accepted}")
         if label not in known[attribute]:
             raise LoraComposeError(
                 f"unknown label '{label}' for attribute '{attribute}'; its labels are {', '.join(known[attribute])}"
             )
-        if attribute in targets:
-            raise LoraComposeError(f"attribute '{attribute}' is targeted twice in '{text}'")
-        targets[attribute] = label
     if not targets:
         raise LoraComposeError(f"no target given; write attribute=label pairs, e.g. sentiment=positive ({accepted})")
     return targets
