@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -137,7 +138,9 @@ def test_cli_judges_prints_each_judges_test_accuracy(capsys):
     out = capsys.readouterr().out
     for name in ("minilm-logreg", "tfidf-logreg", "counts-nb", "majority vote"):
         assert name in out
-    assert "bbc 0.9" in out and "(n=202)" in out
+    # the table: a column per dataset (here bbc), a row per judge with its test accuracy and n
+    assert re.search(r"judge\s+bbc\n", out)
+    assert re.search(r"majority vote\s+in-domain\s+0\.9\d\d n=202", out)
 
 
 @pytest.mark.parametrize("content,target,message", [
