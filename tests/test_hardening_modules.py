@@ -63,6 +63,8 @@ CORRUPTIONS = {  # directory name → (corruption, message fragment)
     "alpha-inf": (lambda d, o: _config(d, lora_alpha=float("inf")), "'lora_alpha' must be a finite number"),
     "alpha-1e308": (lambda d, o: _config(d, lora_alpha=1e308), "is not finite in float32"),
     "alpha-bool": (lambda d, o: _config(d, lora_alpha=True), "'lora_alpha' must be a finite number"),
+    # found by the fuzz suite: a whole number beyond float's range raised OverflowError
+    "alpha-huge-int": (lambda d, o: _config(d, lora_alpha=10**400), "'lora_alpha' must be a finite number"),
     "alpha-pattern": (lambda d, o: _config(d, alpha_pattern={"q_proj": "x"}), "'alpha_pattern' must map"),
     "rank-zero": (lambda d, o: _config(d, r=0), "'r' must be a whole number >= 1"),
     "rank-float": (lambda d, o: _config(d, r=2.5), "'r' must be a whole number >= 1"),

@@ -104,7 +104,12 @@ def _read_json(path: Path, name: str) -> dict:
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # a whole number beyond float's range (JSON allows 1e400 as an int: 10**400)
+        return False
 
 
 def _check_text(path: Path, what: str, value, optional: bool = True) -> None:
