@@ -101,4 +101,13 @@ def test_ray_executor_gives_the_same_results(first, tiny_model_dir, tmp_path):
     summary = run_experiment(spec, RayExecutor(num_cpus=2), progress=False)
     assert not ray.is_initialized()  # the executor started the local instance, and shut it down
     assert dict(summary.stages_run) == {"train": 1, "generate": 2, "evaluate": 2}
-    assert results(tmp_path / "work") == rows
+    # Same keys, texts, hits and metrics. Floats to 1e-6 relative: in-process, perplexity scores every
+    # cell's texts in one batched pass, a Ray task its own cell's, and a batch's padding changes the
+    # float summation order (seen once in CI: a perplexity differing in the last digits).
+    ray_rows = results(tmp_path / "work")
+    assert len(ray_rows) == len(rows)
+    for got, want in zip(ray_rows, rows):
+        if isinstance(want, dict):
+            assert got.keys() == want.keys()
+            got, want = list(got.values()), list(want.values())
+        assert [x if isinstance(x, str) else pytest.approx(x, rel=1e-6, nan_ok=True) for x in got] == list(want)
