@@ -172,7 +172,7 @@ def _merge_args(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    from loracompose.compose import METHODS
+    from loracompose.compose import METHODS, WEIGHT_METHODS
 
     gen = sub.add_parser("generate", help="sample continuations under a composition of modules")
     _model_args(gen)
@@ -202,7 +202,7 @@ def register(sub) -> None:
     _merge_args(gen)
     gen.set_defaults(func=cmd_generate)
 
-    weight_methods = [m.name for m in METHODS.values() if m.level == "weight"]
+    weight_methods = list(WEIGHT_METHODS)
     comp = sub.add_parser("compose", help="merge modules into a new module directory (weight-level methods)")
     _model_args(comp, "nf4")
     comp.add_argument("--compose", required=True, help="NAME=WEIGHT,...")

@@ -13,31 +13,16 @@ from dataclasses import asdict, dataclass
 import torch
 
 from loracompose import __version__
-from loracompose.compose import get_method, normalized
 from loracompose.compose.bank import ModuleBank
-from loracompose.models import linear_layers
-from loracompose.compose.fused import ComposedModel
-from loracompose.compose.merge import merge_composition, merged_module
+from loracompose.compose.methods import BASE_MEMBER, get_method  # noqa: F401  (BASE_MEMBER: its home is compose)
+from loracompose.compose.plan import fused_for, plan_composition
 from loracompose.compose.weight_methods import MergeOptions
 from loracompose.decoding import SamplingConfig, row_seed, sample
 from loracompose.errors import LoraComposeError
+from loracompose.models import linear_layers
 from loracompose.prompts import PPLM_PROMPTS, load_prompts  # noqa: F401  (their home: loracompose.prompts)
 
 INSTRUCT_TEMPLATE = 'Write a fluent English story starting with "{prompt}" with {targets}.'
-BASE_MEMBER = "base"  # logit-sum: the name of the bare base model as a member
-
-
-def logit_sum_members(composed: ComposedModel, composition: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(members (K, N), coefficients λ (K,)) of a logit-sum composition over `composed`'s bank.
-
-    Member 0 is the bare base (all module weights 0) when `base` is named, then
-    one member per named module (a one-hot row), in the composition's order;
-    members with λ = 0 are dropped, so they are not run at all.
-    """
-    names = [BASE_MEMBER] + [n for n in composition if n != BASE_MEMBER]
-    active = [n for n in names if composition.get(n, 0.0) != 0]
-    members = composed.weights_for([{} if n == BASE_MEMBER else {n: 1.0} for n in active])
-    return members, torch.tensor([float(composition[n]) for n in active])
 
 
 def describe_targets(bank: ModuleBank | None, composition: dict[str, float]) -> str:
@@ -85,42 +70,24 @@ class Steerer:
         self.bank = bank or ModuleBank.from_loaded([])
         self.layer_order = list(linear_layers(model))
 
-    def _plan(self, composition: dict[str, float], method_name: str, options: MergeOptions):
-        """(ComposedModel, weights (1, N) or None, coefficients (1, K) or None, members (K, N) or None)."""
-        method = get_method(method_name)
-        if not composition:
-            return ComposedModel(self.model, ModuleBank.from_loaded([])), None, None, None
-        if method.level == "decoding":
-            names = [n for n in composition if n != BASE_MEMBER]
-            composed = ComposedModel(self.model, ModuleBank.from_loaded([self.bank[n] for n in names]))
-            members, coefficients = logit_sum_members(composed, composition)
-            return composed, None, coefficients[None, :], members
-        if BASE_MEMBER in composition:
-            raise LoraComposeError(f"'{BASE_MEMBER}' is a member only for logit-sum; for {method_name} the base "
-                                   "is always there (weight all modules 0 for the base alone)")
-        if method.level == "weight":
-            pairs = merge_composition(self.bank, composition, method_name, self.layer_order, options)
-            composed = ComposedModel(self.model, ModuleBank.from_loaded([merged_module(pairs, "merged")]))
-            return composed, torch.ones(1, 1), None, None
-        if method.normalize:
-            composition = normalized(composition)
-        composed = ComposedModel(self.model, ModuleBank.from_loaded([self.bank[n] for n in composition]))
-        return composed, composed.weights_for([composition]), None, None
-
     def generate(self, prompts: list[str], composition: dict[str, float], method: str = "output-sum",
                  seeds: list[int] = (0,), samples: int = 1, sampling: SamplingConfig = SamplingConfig(),
                  template: str = "plain", options: MergeOptions = MergeOptions(), progress: bool = False) -> list[dict]:
         if samples < 1 or not seeds or not prompts:
             raise LoraComposeError("generation needs at least one prompt, one seed and --samples >= 1")
-        for name in composition:
-            if name != BASE_MEMBER:
-                self.bank.index(name)  # unknown names fail before any work
-        composed, weights, coefficients, members = self._plan(composition, method, options)
+        plan = plan_composition(composition, method)
+        for name in plan.modules:
+            self.bank.index(name)  # unknown names fail before any work
         targets = describe_targets(self.bank, composition)
         jobs = [Job(p, s, i) for s in seeds for p in prompts for i in range(samples)]
-        per_batch = max(1, sampling.batch_size // (1 if coefficients is None else coefficients.shape[1]))
+        per_batch = max(1, sampling.batch_size // len(plan.coefficients or (1,)))
         records = []
+        composed = fused_for(plan, self.model, self.bank, self.layer_order, options)
         try:
+            rows, lambdas = plan.rows(composed)
+            # output and weight level: rows are each sequence's weights (1, N); decoding: member rows (K, N)
+            weights, members = (rows, None) if lambdas is None else (None, rows)
+            coefficients = None if lambdas is None else lambdas[None, :]
             batches = range(0, len(jobs), per_batch)
             if progress:
                 from tqdm.auto import tqdm

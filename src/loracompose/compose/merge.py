@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from loracompose import __version__
-from loracompose.compose import get_method, normalized
 from loracompose.compose.bank import LoadedModule, LoraPair, ModuleBank
 from loracompose.compose.export import write_adapter
+from loracompose.compose.methods import WEIGHT_METHODS, Method, get_method
 from loracompose.compose.weight_methods import MergeOptions
 from loracompose.errors import LoraComposeError
 from loracompose.modules import ModuleInfo
@@ -20,15 +20,17 @@ def merge_composition(bank: ModuleBank, composition: dict[str, float], method_na
     method = get_method(method_name)
     if method.level != "weight":
         raise LoraComposeError(f"'{method_name}' is a {method.level}-level method, not a weight merge; "
-                               "weight-level methods: delta-sum, delta-svd, weights-average, ties, dare-linear, "
-                               "dare-ties, magnitude-prune")
-    if method.normalize:
-        composition = normalized(composition)
-    modules = [bank[name] for name in composition]
-    weights = [composition[name] for name in composition]
+                               f"weight-level methods: {', '.join(WEIGHT_METHODS)}")
+    return merge_prepared(bank, method.prepare(composition), method, layer_order, options)
+
+
+def merge_prepared(bank: ModuleBank, weights: dict[str, float], method: Method, layer_order: list[str],
+                   options: MergeOptions) -> dict[str, LoraPair]:
+    """`method.merge` over `weights` as applied (already `method.prepare`d), layers in `layer_order`."""
+    modules = [bank[name] for name in weights]
     touched = {layer for m in modules for layer in m.layers}
     layers = [layer for layer in layer_order if layer in touched]
-    return method.merge(modules, weights, layers, options)
+    return method.merge(modules, list(weights.values()), layers, options)
 
 
 def merged_module(pairs: dict[str, LoraPair], name: str) -> LoadedModule:

@@ -8,19 +8,27 @@ A CellUnit holds two stages (generate, then evaluate) with keys of their own:
 the evaluation key covers the generation key, so a changed generation setting
 reruns both, a changed evaluation setting only the evaluation. Units are plain
 data (picklable), so an executor can ship them to another process or machine.
+
+Settings travel as the spec's typed dataclasses (`TrainSettings`, `MergeOptions`,
+`LearnSettings`, `GenerateSettings`, `EvaluateSettings`) and enter the keys as
+`dataclasses.asdict` of them, defaults included: a changed library default
+changes the keys it affects.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from loracompose.compose.methods import WEIGHT_METHODS
+from loracompose.compose.weight_methods import MergeOptions
+from loracompose.data import load_attribute_dataset
 from loracompose.experiments.cache import content_key
-from loracompose.experiments.prompts import load_prompt_set
-from loracompose.experiments.spec import ExperimentSpec, task_prompt_sets
+from loracompose.experiments.spec import (EvaluateSettings, ExperimentSpec, GenerateSettings, LearnSettings,
+                                          TrainSettings, task_prompt_sets)
 from loracompose.experiments.tasksets import ModuleRecipe, cells
+from loracompose.prompts import load_prompts
 
-WEIGHT_MERGES = ("weights-average", "delta-sum", "ties")
 
 
 @dataclass
@@ -28,7 +36,7 @@ class TrainUnit:
     key: str
     model: str
     recipe: ModuleRecipe
-    train: dict  # TrainConfig fields from the spec
+    train: TrainSettings
     deps: tuple[str, ...] = ()
     kind: str = "train"
 
@@ -44,7 +52,7 @@ class ComposeUnit:
     method: str  # a weight merge, or "learn-weights"
     modules: dict[str, str]  # module name → train key (in composition order)
     recipes: dict[str, ModuleRecipe]  # learn-weights draws example texts from their data
-    settings: dict  # spec.compose (merges) or spec.learn_weights
+    settings: MergeOptions | LearnSettings  # spec.compose (merges) or spec.learn_weights
     deps: tuple[str, ...] = ()
     kind: str = "compose"
 
@@ -70,8 +78,8 @@ class CellUnit:
     method: str | None  # None: the base model alone
     modules: dict[str, str]  # module name → train key (single, combined, logit-sum, output-sum)
     compose_key: str | None  # merged module or learned weights
-    generate: dict
-    evaluate: dict
+    generate: GenerateSettings
+    evaluate: EvaluateSettings
     deps: tuple[str, ...] = ()
     kind: str = "cell"
 
@@ -93,23 +101,21 @@ class Plan:
 
 @functools.lru_cache(maxsize=None)
 def dataset_hash(name: str) -> str:
-    from loracompose.data import load_attribute_dataset
-
     return load_attribute_dataset(name).content_hash
 
 
-def train_key(model: str, recipe: ModuleRecipe, train: dict) -> str:
+def train_key(model: str, recipe: ModuleRecipe, train: TrainSettings) -> str:
     return content_key("train", {"model": model, "label": recipe.label, "datasets": list(recipe.datasets),
                                  "mixing": recipe.mixing if len(recipe.datasets) > 1 and not recipe.parts else None,
-                                 "parts": [list(p) for p in recipe.parts], "train": train,
+                                 "parts": [list(p) for p in recipe.parts], "train": asdict(train),
                                  "data": {d: dataset_hash(d) for d in recipe.datasets}})
 
 
 def build_plan(spec: ExperimentSpec) -> Plan:
     plan = Plan()
     seen: set[str] = set()
-    loaded = {p: load_prompt_set(p, heldout_n=spec.heldout_prompts, heldout_words=spec.heldout_words,
-                                 limit=spec.max_prompts) for t in spec.tasks for p in task_prompt_sets(spec, t)}
+    loaded = {p: load_prompts(p, heldout_n=spec.heldout_prompts, heldout_words=spec.heldout_words,
+                              limit=spec.max_prompts) for t in spec.tasks for p in task_prompt_sets(spec, t)}
     for model in spec.models:
         for task in spec.tasks:
             prompt_sets = {p: loaded[p] for p in task_prompt_sets(spec, task)}
@@ -123,11 +129,11 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                 for condition in cell.conditions:
                     modules = {n: keys[n] for n in condition.modules}
                     compose_key = None
-                    if condition.method in WEIGHT_MERGES or condition.method == "learn-weights":
+                    if condition.method in WEIGHT_METHODS or condition.method == "learn-weights":
                         settings = spec.learn_weights if condition.method == "learn-weights" else spec.compose
                         recipes = {n: cell.modules[n] for n in condition.modules}
                         compose_key = content_key("compose", {"model": model, "method": condition.method,
-                                                              "modules": modules, "settings": settings,
+                                                              "modules": modules, "settings": asdict(settings),
                                                               "recipes": {n: [r.label, list(r.datasets)]
                                                                           for n, r in recipes.items()}})
                         if compose_key not in seen:
@@ -140,9 +146,9 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                             gen_key = content_key("generate", {
                                 "model": model, "method": condition.method, "modules": modules,
                                 "compose": compose_key, "prompts": prompts, "seed": seed, "samples": spec.samples,
-                                "generate": spec.generate})
+                                "generate": asdict(spec.generate)})
                             eval_key = content_key("evaluate", {"generate": gen_key, "targets": cell.targets,
-                                                                "evaluate": spec.evaluate})
+                                                                "evaluate": asdict(spec.evaluate)})
                             plan.cells.append(CellUnit(
                                 eval_key, gen_key, model, spec.name, task.set, cell.target, cell.targets,
                                 condition.name, prompt_set, prompts, seed, spec.samples, condition.method, modules,

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from loracompose.compose import normalized
 from loracompose.compose.bank import ModuleBank, discover_modules
 from loracompose.compose.fused import ComposedModel
+from loracompose.compose.methods import BASE_MEMBER, SERVED_METHODS
+from loracompose.compose.plan import plan_composition
 from loracompose.decoding import SamplingConfig, Sequence, row_seed
 from loracompose.errors import LoraComposeError
-from loracompose.generate import BASE_MEMBER, logit_sum_members
 from loracompose.serve.schemas import ChatRequest, CompletionRequest, Composition, Sampling
 from loracompose.serve.settings import ServeSettings
 from loracompose.steer import STRATEGIES, STRENGTH_RANGE
@@ -98,7 +98,7 @@ class Engine:
         s = self.settings
         entries = [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "loracompose",
                     "kind": "base", "context": self.context,
-                    "composition": {"methods": ["output-sum", "output-mean", "logit-sum"],
+                    "composition": {"methods": list(SERVED_METHODS),
                                     "weight_range": [s.min_weight, s.max_weight], "base_member": BASE_MEMBER},
                     "steer": {"attributes": self.steerable(), "strategies": list(STRATEGIES),
                               "strength_range": list(STRENGTH_RANGE)}}]
@@ -205,13 +205,10 @@ class Engine:
             if not s.min_weight <= weight <= s.max_weight:
                 raise ApiError(400, f"weight {weight} of '{shown(name)}' is out of range; accepted: {s.min_weight} to "
                                     f"{s.max_weight}", "composition.modules")
-        if composition.method == "output-mean" and composition.modules \
-                and abs(sum(composition.modules.values())) < 1e-12:
-            raise ApiError(400, "output-mean weights sum to 0 and cannot be normalised; use output-sum",
-                           "composition.modules")
-        if composition.method == "logit-sum" and composition.modules \
-                and not any(w != 0 for w in composition.modules.values()):
-            raise ApiError(400, "logit-sum needs at least one member with a non-zero weight", "composition.modules")
+        try:  # the planner's checks (a mean of weights summing to 0, logit-sum with no member, …)
+            self._plan_of(composition)
+        except LoraComposeError as exc:
+            raise ApiError(400, str(exc), "composition.modules") from None
         return composition
 
     def _steered(self, steer) -> Composition:
@@ -225,13 +222,10 @@ class Engine:
             raise ApiError(400, shown(str(exc), 300), "steer") from None
         return Composition(modules=steering.composition, method=steering.method)
 
+    @staticmethod
+    def _plan_of(composition: Composition):
+        return plan_composition(composition.modules, composition.method)
+
     def _rows(self, composition: Composition) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(rows (K, N) or None, coefficients (K,) or None) of one sequence under `composition`."""
-        weights = composition.modules
-        if not weights:
-            return None, None
-        if composition.method == "logit-sum":
-            return logit_sum_members(self.composed, weights)
-        if composition.method == "output-mean":
-            weights = normalized(weights)
-        return self.composed.weights_for([weights]), None
+        return self._plan_of(composition).rows(self.composed)

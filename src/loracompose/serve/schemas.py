@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from loracompose.compose.methods import METHODS, SERVED_METHODS
 from loracompose.steer import DEFAULT_STRENGTH
 
-SERVED_METHODS = ("output-sum", "output-mean", "logit-sum")
 # OpenAI fields accepted only when they ask for nothing: field → the neutral values.
 _NEUTRAL = {"presence_penalty": (0, 0.0), "frequency_penalty": (0, 0.0), "logprobs": (False, 0),
             "top_logprobs": (0,), "echo": (False,), "best_of": (1,), "logit_bias": ({},), "suffix": ("",),
@@ -37,8 +37,6 @@ class Composition(Strict):
     @classmethod
     def _served_method(cls, method: str) -> str:
         if method not in SERVED_METHODS:
-            from loracompose.compose import METHODS
-
             kind = ("a weight-level merge, which the server does not run per request"
                     if method in METHODS else "not a composition method")
             shown = method.encode("utf-8", "backslashreplace").decode("utf-8")[:40]  # pydantic needs valid UTF-8
