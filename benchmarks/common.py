@@ -21,6 +21,7 @@ import torch
 
 from loracompose.paths import write_text_atomic
 from loracompose.provenance import git_commit
+from loracompose.testing import random_adapter
 
 REPO = Path(__file__).resolve().parent.parent
 STARTER_MODULES = REPO / "src" / "loracompose" / "starter" / "smollm2-135m"  # shipped with the package
@@ -100,46 +101,6 @@ def machine_info() -> dict:
     }
 
 
-def build_tiny_model(out: Path) -> Path:
-    """The test suite's 2-layer random llama (hidden 64, shapes NF4 can quantise) with SmolLM2's tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from loracompose.models import convert_packaged
-
-    tokenizer = AutoTokenizer.from_pretrained(convert_packaged("smollm2-135m"))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-def random_module(model_dir: str, out: Path, seed: int, rank: int = 8, alpha: float = 16.0) -> Path:
-    """A PEFT LoRA adapter of rank `rank` on every linear projection with random A and B (B ≠ 0).
-
-    Same rank, alpha and targets as the demo modules, so it costs exactly what a
-    trained module costs; its values are irrelevant to timing.
-    """
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear",
-                                                  init_lora_weights=False))
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.02)
-    peft_model.save_pretrained(out)
-    return out
-
-
 def prepare_modules(settings: Settings, model_dir: str, scratch: Path) -> tuple[dict[str, Path], dict]:
     """max(ns) modules for the base: the real ones first, then random ones to fill up.
 
@@ -159,7 +120,9 @@ def prepare_modules(settings: Settings, model_dir: str, scratch: Path) -> tuple[
                 real[name] = path
     paths = dict(list(real.items())[:wanted])
     for i in range(wanted - len(paths)):
-        paths[f"random-{i}"] = random_module(model_dir, scratch / f"random-{i}", seed=1000 + i)
+        # same rank, alpha and targets as the starter modules, so each costs what a trained module costs
+        paths[f"random-{i}"] = random_adapter(model_dir, scratch / f"random-{i}", seed=1000 + i, rank=8,
+                                              alpha=16.0, targets="all-linear", b_std=0.02)
     record = {"real": [n for n in paths if n in real], "random": [n for n in paths if n not in real],
               "random_kind": "PEFT LoRA rank 8, alpha 16, all linear projections, init_lora_weights=False, "
                              "B ~ N(0, 0.02²), torch seed 1000+i",

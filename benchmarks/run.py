@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from benchmarks import targets
-from benchmarks.common import Settings, build_tiny_model, machine_info, write_json
+from benchmarks.common import Settings, machine_info, write_json
 from benchmarks.table import render
+from loracompose.testing import build_tiny_model
 
 FIGURES = ["composition", "mixed_batch", "training", "serving", "evaluation"]
 QUICK = dict(ns=(1, 2, 8), decode_batch=(1, 4), repeats=2, steps=3, prefill=8, new_tokens=4,

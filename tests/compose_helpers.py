@@ -1,24 +1,52 @@
-"""Plain PEFT adapters with non-zero B on the tiny model, for composition tests."""
+"""PEFT's own computations, the references the composition tests compare against.
+
+The adapters themselves come from `loracompose.testing.random_adapter` (random A and B, B ≠ 0).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
+from peft import PeftModel
+
+from loracompose.models import load_base
 
 
-def make_adapter(model_dir: Path, out: Path, seed: int, rank: int = 4, alpha: float = 8.0,
-                 targets=("q_proj", "v_proj", "down_proj")) -> Path:
-    """Save a PEFT LoRA adapter whose A and B are both random (B ≠ 0, so every equality test bites)."""
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=False)
-    peft_model = get_peft_model(model, config)
+def _peft_model(model_dir: Path, adapters: dict[str, Path], names: list[str], quantize: str | None) -> PeftModel:
+    base = load_base(str(model_dir), quantize=quantize).model
+    model = PeftModel.from_pretrained(base, str(adapters[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(str(adapters[name]), adapter_name=name)
+    return model
+
+
+def peft_output_sum(model_dir: Path, adapters: dict[str, Path], weights: dict[str, float], ids: torch.Tensor,
+                    quantize: str | None = None) -> torch.Tensor:
+    """Logits of PEFT's multi-adapter forward: every adapter active, each layer's scale times its weight.
+
+    Each adapted layer then computes W0·x + Σ_i w_i·(alpha_i/r_i)·B_i·A_i·x.
+    """
+    names = list(weights)
+    model = _peft_model(model_dir, adapters, names, quantize)
+    model.base_model.set_adapter(names)
+    for module in model.modules():
+        if hasattr(module, "set_scale") and hasattr(module, "lora_A"):
+            for name in names:
+                if name in module.lora_A:
+                    module.set_scale(name, weights[name])
     with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)  # large enough that the update moves the logits clearly
-    peft_model.save_pretrained(out)
-    return out
+        return model.eval()(ids).logits
+
+
+def peft_weighted(model_dir: Path, adapters: dict[str, Path], weights: dict[str, float], combination: str,
+                  ids: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Logits after PEFT's `add_weighted_adapter(..., combination_type=combination)` (seeded by `seed`)."""
+    names = list(adapters)
+    model = _peft_model(model_dir, adapters, names, None)
+    torch.manual_seed(kwargs.pop("seed", 0))
+    model.add_weighted_adapter(names, [weights[n] for n in names], "merged", combination_type=combination,
+                               **kwargs)
+    model.set_adapter("merged")
+    with torch.no_grad():
+        return model.eval()(ids).logits

@@ -1,20 +1,47 @@
-"""Shared fixtures: a tiny random llama built here (fast training tests) and small user data files."""
+"""Shared fixtures: the tests' own cache directory, a tiny random llama (fast training tests), small data files."""
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
+
+from loracompose.paths import CACHE_ENV
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
+# Cache subdirectories that hold only conversions of installed package files (the dequantised
+# packaged models, the assembled GGUF, the unzipped mpnet encoder) and the built-in judge panels
+# (keyed by settings, data hashes and encoder versions). Rebuilding them costs minutes per run
+# (SmolLM2 ~30 s, each panel about a minute), so they persist between test runs in a directory of
+# the tests' own; everything else the code caches starts empty in each session.
+SHARED_BETWEEN_RUNS = ("models", "gguf", "encoders", "judges")
+TEST_CACHE_ENV = "LORACOMPOSE_TEST_CACHE"  # where those persist (default: a folder under the temp dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_cache(tmp_path_factory) -> Path:
+    """Point loracompose's cache at a fresh per-session folder, never the user's cache.
+
+    Set through the environment, so subprocesses (the CLI, the benchmark harness) use it too.
+    """
+    persistent = Path(os.environ.get(TEST_CACHE_ENV) or Path(tempfile.gettempdir()) / f"loracompose-tests-{os.getuid()}")
+    session = tmp_path_factory.mktemp("loracompose-cache")
+    for name in SHARED_BETWEEN_RUNS:
+        (persistent / name).mkdir(parents=True, exist_ok=True)
+        (session / name).symlink_to(persistent / name, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(session))
+        yield session
+
 
 @pytest.fixture(scope="session")
-def smollm2_dir() -> Path:
-    """The packaged SmolLM2, dequantised once into the user cache (about 30 s the first time)."""
+def smollm2_dir(test_cache) -> Path:
+    """The packaged SmolLM2, dequantised into the tests' cache (about 30 s the first time, then reused)."""
     from loracompose.models import convert_packaged
 
     return convert_packaged("smollm2-135m")
@@ -22,26 +49,10 @@ def smollm2_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
-    """A 2-layer llama with hidden size 64 and random weights, with SmolLM2's tokenizer.
+    """A 2-layer llama with hidden size 64 and random weights, with SmolLM2's tokenizer (see loracompose.testing)."""
+    from loracompose.testing import build_tiny_model
 
-    Shapes are multiples of 64 so bitsandbytes can quantise every projection to NF4.
-    """
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
-        initializer_range=0.1,  # larger than the default 0.02 so a few LoRA steps move the loss visibly
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer_dir=smollm2_dir)
 
 
 @pytest.fixture()

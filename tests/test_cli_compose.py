@@ -6,16 +6,16 @@ import pytest
 import torch
 from peft import PeftModel
 
-from compose_helpers import make_adapter
 from loracompose.cli import main
 from loracompose.models import load_base
+from loracompose.testing import random_adapter
 
 
 @pytest.fixture(scope="module")
 def module_dir(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-modules")
-    make_adapter(tiny_model_dir, root / "pos", seed=51)
-    make_adapter(tiny_model_dir, root / "neg", seed=52, rank=8)
+    random_adapter(tiny_model_dir, root / "pos", seed=51)
+    random_adapter(tiny_model_dir, root / "neg", seed=52, rank=8)
     return root
 
 

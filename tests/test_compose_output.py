@@ -5,10 +5,11 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from compose_helpers import make_adapter
+from compose_helpers import peft_output_sum
 from loracompose.compose.bank import ModuleBank
 from loracompose.compose.fused import ComposedModel
 from loracompose.models import load_base
+from loracompose.testing import random_adapter
 
 IDS = torch.tensor([[1, 17, 300, 4000, 52, 9, 8, 77], [5, 6, 7, 8, 9, 10, 11, 12]])
 
@@ -17,29 +18,11 @@ IDS = torch.tensor([[1, 17, 300, 4000, 52, 9, 8, 77], [5, 6, 7, 8, 9, 10, 11, 12
 def adapters(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("adapters")
     return {
-        "pos": make_adapter(tiny_model_dir, root / "pos", seed=1),
-        "neg": make_adapter(tiny_model_dir, root / "neg", seed=2, rank=8, alpha=4, targets=("q_proj", "o_proj",
+        "pos": random_adapter(tiny_model_dir, root / "pos", seed=1),
+        "neg": random_adapter(tiny_model_dir, root / "neg", seed=2, rank=8, alpha=4, targets=("q_proj", "o_proj",
                                                                                              "up_proj")),
-        "topic": make_adapter(tiny_model_dir, root / "topic", seed=3, rank=2, alpha=2),
+        "topic": random_adapter(tiny_model_dir, root / "topic", seed=3, rank=2, alpha=2),
     }
-
-
-def peft_logits(model_dir, adapters, weights, quantize):
-    """PEFT's own forward: every adapter active, each layer's scale multiplied by its weight."""
-    base = load_base(str(model_dir), quantize=quantize).model
-    names = list(weights)
-    model = PeftModel.from_pretrained(base, str(adapters[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        model.load_adapter(str(adapters[name]), adapter_name=name)
-    model.base_model.set_adapter(names)
-    for module in model.modules():
-        if hasattr(module, "set_scale") and hasattr(module, "lora_A"):
-            for name in names:
-                if name in module.lora_A:
-                    module.set_scale(name, weights[name])
-    model.eval()
-    with torch.no_grad():
-        return model(IDS).logits
 
 
 def fused_logits(model_dir, adapters, weights, quantize):
@@ -54,7 +37,7 @@ def test_output_sum_equals_peft_forward(tiny_model_dir, adapters, quantize, tol)
     # Same float32 arithmetic in another order (fused matmul vs a per-adapter loop):
     # rounding only, ~1e-6 on logits of size ~1. NF4 dequantises the same way in both.
     weights = {"pos": 0.7, "neg": -0.4, "topic": 1.3}
-    expected = peft_logits(tiny_model_dir, adapters, weights, quantize)
+    expected = peft_output_sum(tiny_model_dir, adapters, weights, IDS, quantize)
     got = fused_logits(tiny_model_dir, adapters, weights, quantize)
     torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
     bare = AutoModelForCausalLM.from_pretrained(tiny_model_dir)(IDS).logits

@@ -4,7 +4,7 @@ import pytest
 import torch
 from peft import PeftModel
 
-from compose_helpers import make_adapter
+from compose_helpers import peft_weighted
 from loracompose import LoraComposeError
 from loracompose.compose.bank import ModuleBank
 from loracompose.models import linear_layers
@@ -12,6 +12,7 @@ from loracompose.compose.fused import ComposedModel
 from loracompose.compose.merge import merge_composition, merged_module, write_merged
 from loracompose.compose.weight_methods import MergeOptions
 from loracompose.models import load_base
+from loracompose.testing import random_adapter
 
 IDS = torch.tensor([[1, 17, 300, 4000, 52, 9, 8, 77]])
 
@@ -19,15 +20,15 @@ IDS = torch.tensor([[1, 17, 300, 4000, 52, 9, 8, 77]])
 @pytest.fixture(scope="module")
 def same_rank(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("same-rank")
-    return {n: make_adapter(tiny_model_dir, root / n, seed=s, alpha=a) for n, s, a in
+    return {n: random_adapter(tiny_model_dir, root / n, seed=s, alpha=a) for n, s, a in
             [("pos", 11, 8.0), ("neg", 12, 4.0), ("sport", 13, 8.0)]}
 
 
 @pytest.fixture(scope="module")
 def mixed_rank(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("mixed-rank")
-    return {"pos": make_adapter(tiny_model_dir, root / "pos", seed=21, rank=4),
-            "neg": make_adapter(tiny_model_dir, root / "neg", seed=22, rank=8, alpha=2,
+    return {"pos": random_adapter(tiny_model_dir, root / "pos", seed=21, rank=4),
+            "neg": random_adapter(tiny_model_dir, root / "neg", seed=22, rank=8, alpha=2,
                                 targets=("k_proj", "o_proj", "gate_proj"))}
 
 
@@ -54,19 +55,6 @@ def seed_at_first_merge(monkeypatch, seed):
     monkeypatch.setattr(LoraModel, "_generalized_task_arithmetic_weighted_adapter", seeded)
 
 
-def peft_weighted(model_dir, adapters, weights, combination, **kwargs):
-    base = load_base(str(model_dir), quantize=None).model
-    names = list(adapters)
-    model = PeftModel.from_pretrained(base, str(adapters[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        model.load_adapter(str(adapters[name]), adapter_name=name)
-    torch.manual_seed(kwargs.pop("seed", 0))
-    model.add_weighted_adapter(names, [weights[n] for n in names], "merged", combination_type=combination,
-                               **kwargs)
-    model.set_adapter("merged")
-    return logits_of(model.eval())
-
-
 def ours(model_dir, adapters, weights, method, options=MergeOptions()):
     base = load_base(str(model_dir), quantize=None)
     bank = ModuleBank(base.model, adapters, base.fingerprint)
@@ -86,7 +74,7 @@ def output_sum(model_dir, adapters, weights):
 def test_weights_average_is_peft_linear_with_normalised_weights(tiny_model_dir, same_rank):
     weights = {"pos": 2.0, "neg": 1.0, "sport": 1.0}
     normalised = {n: w / 4.0 for n, w in weights.items()}
-    expected = peft_weighted(tiny_model_dir, same_rank, normalised, "linear")
+    expected = peft_weighted(tiny_model_dir, same_rank, normalised, "linear", IDS)
     got = ours(tiny_model_dir, same_rank, weights, "weights-average")
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)  # same tensors, float32 rounding
     # and it is not the sum of the updates: the cross terms B_i·A_j move the logits
@@ -103,7 +91,7 @@ def test_weights_average_is_peft_linear_with_normalised_weights(tiny_model_dir, 
 def test_pruning_merges_equal_peft(tiny_model_dir, same_rank, method, combination, options, monkeypatch):
     weights = {"pos": 0.8, "neg": -0.5, "sport": 1.0}
     seed_at_first_merge(monkeypatch, 5)
-    expected = peft_weighted(tiny_model_dir, same_rank, weights, combination, seed=5, **options)
+    expected = peft_weighted(tiny_model_dir, same_rank, weights, combination, IDS, seed=5, **options)
     got = ours(tiny_model_dir, same_rank, weights, method, MergeOptions(seed=5, **options))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 

@@ -27,12 +27,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from compose_helpers import make_adapter  # noqa: E402
 from serve_helpers import make_modules  # noqa: E402
 from loracompose.compose.bank import ModuleBank  # noqa: E402
 from loracompose.errors import LoraComposeError  # noqa: E402
 from loracompose.experiments.spec import ExperimentSpec, load_spec  # noqa: E402
 from loracompose.models import load_base  # noqa: E402
+from loracompose.testing import random_adapter  # noqa: E402
 
 SCALE = float(os.environ.get("LORACOMPOSE_FUZZ_EXAMPLES", "1"))
 COUNTS: dict[str, Counter] = {"api": Counter(), "modules": Counter(), "specs": Counter()}
@@ -174,7 +174,7 @@ META_KEYS = ["name", "label", "attribute", "datasets", "base", "format"]
 
 @pytest.fixture(scope="module")
 def good_module(tiny_model_dir, tmp_path_factory):
-    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("fuzz-good") / "good", seed=81)
+    return random_adapter(tiny_model_dir, tmp_path_factory.mktemp("fuzz-good") / "good", seed=81)
 
 
 @pytest.fixture(scope="module")

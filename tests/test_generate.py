@@ -6,13 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from compose_helpers import make_adapter
 from loracompose import LoraComposeError
 from loracompose.compose.bank import ModuleBank
 from loracompose.compose.fused import ComposedModel
 from loracompose.decoding import SamplingConfig, combine_members
 from loracompose.generate import PPLM_PROMPTS, Steerer, load_prompts
 from loracompose.models import load_base
+from loracompose.testing import random_adapter
 
 SHORT = SamplingConfig(max_new_tokens=8)
 
@@ -20,8 +20,8 @@ SHORT = SamplingConfig(max_new_tokens=8)
 @pytest.fixture(scope="module")
 def steerer(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("gen-adapters")
-    paths = {"pos": make_adapter(tiny_model_dir, root / "pos", seed=31),
-             "neg": make_adapter(tiny_model_dir, root / "neg", seed=32)}
+    paths = {"pos": random_adapter(tiny_model_dir, root / "pos", seed=31),
+             "neg": random_adapter(tiny_model_dir, root / "neg", seed=32)}
     base = load_base(str(tiny_model_dir), quantize=None)
     return Steerer(base.model, base.tokenizer, ModuleBank(base.model, paths, base.fingerprint), "tiny")
 
@@ -95,7 +95,7 @@ def test_bad_compositions(steerer, tiny_model_dir, tmp_path):
 
 def test_modules_that_do_not_fit_are_refused(tiny_model_dir, tmp_path, smollm2_dir):
     base = load_base(str(tiny_model_dir), quantize=None)
-    good = make_adapter(tiny_model_dir, tmp_path / "good", seed=41)
+    good = random_adapter(tiny_model_dir, tmp_path / "good", seed=41)
     weights = load_file(str(good / "adapter_model.safetensors"))
     key = next(k for k in weights if "lora_B" in k)
     poisoned = {k: v.clone() for k, v in weights.items()}

@@ -12,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from compose_helpers import make_adapter
 from loracompose.compose.bank import LoraPair, ModuleBank, discover_modules
 from loracompose.compose.export import write_adapter
 from loracompose.errors import LoraComposeError
 from loracompose.models import load_base
+from loracompose.testing import random_adapter
 
 WEIGHTS, CONFIG, META = "adapter_model.safetensors", "adapter_config.json", "loracompose.json"
 
@@ -101,7 +101,7 @@ CORRUPTIONS = {  # directory name → (corruption, message fragment)
 
 @pytest.fixture(scope="module")
 def good(tiny_model_dir, tmp_path_factory) -> Path:
-    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("good") / "good", seed=71)
+    return random_adapter(tiny_model_dir, tmp_path_factory.mktemp("good") / "good", seed=71)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import torch
 
 pytest.importorskip("fastapi")
 
-from compose_helpers import make_adapter  # noqa: E402
 from serve_helpers import make_modules  # noqa: E402
 from loracompose.compose.bank import ModuleBank  # noqa: E402
 from loracompose.compose.fused import ComposedModel  # noqa: E402
@@ -22,6 +21,7 @@ from loracompose.decoding import Decoder, SamplingConfig, Sequence, sample  # no
 from loracompose.errors import LoraComposeError  # noqa: E402
 from loracompose.models import load_base  # noqa: E402
 from loracompose.serve.loadtest import serve_in_background  # noqa: E402
+from loracompose.testing import random_adapter  # noqa: E402
 
 POS = "positive@tiny"
 
@@ -74,8 +74,8 @@ def _concurrently(url, bodies):
 
 def test_a_nan_sequence_fails_alone_in_the_decoder(tiny_model_dir, tmp_path, monkeypatch):
     base = load_base(str(tiny_model_dir), quantize=None)
-    paths = {"a1": make_adapter(tiny_model_dir, tmp_path / "a1", seed=51),
-             "b2": make_adapter(tiny_model_dir, tmp_path / "b2", seed=52, rank=2)}
+    paths = {"a1": random_adapter(tiny_model_dir, tmp_path / "a1", seed=51),
+             "b2": random_adapter(tiny_model_dir, tmp_path / "b2", seed=52, rank=2)}
     composed = ComposedModel(base.model, ModuleBank(base.model, paths, base.fingerprint))
     ids = base.tokenizer("The movie")["input_ids"]
 

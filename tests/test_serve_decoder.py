@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from compose_helpers import make_adapter
 from loracompose.compose.bank import ModuleBank
 from loracompose.compose.fused import ComposedModel
 from loracompose.decoding import Decoder, SamplingConfig, Sequence, continuation_text, sample
 from loracompose.models import load_base
+from loracompose.testing import random_adapter
 
 
 def test_mixed_batch_equals_each_sequence_alone(tiny_model_dir, tmp_path):
     base = load_base(str(tiny_model_dir), quantize=None)
-    paths = {"a1": make_adapter(tiny_model_dir, tmp_path / "a1", seed=51),
-             "b2": make_adapter(tiny_model_dir, tmp_path / "b2", seed=52, rank=2)}
+    paths = {"a1": random_adapter(tiny_model_dir, tmp_path / "a1", seed=51),
+             "b2": random_adapter(tiny_model_dir, tmp_path / "b2", seed=52, rank=2)}
     composed = ComposedModel(base.model, ModuleBank(base.model, paths, base.fingerprint))
     tok = base.tokenizer
 

@@ -13,7 +13,7 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from compose_helpers import make_adapter  # noqa: E402
+from loracompose.testing import random_adapter  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 
 def test_serve_command_on_smollm2(smollm2_dir, tmp_path):
-    module = make_adapter(smollm2_dir, tmp_path / "modules" / "style@test", seed=7, targets=("q_proj", "v_proj"))
+    module = random_adapter(smollm2_dir, tmp_path / "modules" / "style@test", seed=7, targets=("q_proj", "v_proj"))
     (module / "loracompose.json").write_text(json.dumps({"name": "style@test", "attribute": "style",
                                                          "label": "test"}))
     port = _free_port()

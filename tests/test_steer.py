@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from compose_helpers import make_adapter
 from loracompose.cli import main
 from loracompose.errors import LoraComposeError
 from loracompose.modules import ModuleInfo, write_metadata
 from loracompose.steer import parse_steer, resolve_steering, starter_modules_dir
+from loracompose.testing import random_adapter
 
 
 def info(name, attribute, label):
@@ -92,7 +92,7 @@ def labelled_modules(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("steer-modules")
     for name, seed, attribute, label in [("pos", 61, "sentiment", "positive"), ("neg", 62, "sentiment", "negative"),
                                          ("sport", 63, "topic", "sport")]:
-        make_adapter(tiny_model_dir, root / name, seed=seed)
+        random_adapter(tiny_model_dir, root / name, seed=seed)
         write_metadata(root / name, {"name": name, "attribute": attribute, "label": label})
     return root
 
