@@ -18,7 +18,6 @@ all repeats) and generation tokens/s (batch·steps / (prefill + steps), per run)
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +25,7 @@ from typing import Callable
 import torch
 
 from benchmarks.common import Settings, prepare_modules, ratio, summary
+from benchmarks.timing import Stopwatch
 
 
 @dataclass
@@ -40,17 +40,21 @@ class Config:
 
 @torch.no_grad()
 def time_run(model: torch.nn.Module, prefill: torch.Tensor, steps: int) -> tuple[float, list[float]]:
-    """(prefill seconds, per-step seconds) of one greedy generation with the KV cache."""
-    start = time.perf_counter()
+    """(prefill seconds, per-step seconds) of one greedy generation with the KV cache.
+
+    Timed with a `Stopwatch` on the prompt's device (CUDA events on a GPU).
+    """
+    watch = Stopwatch(prefill.device)
+    watch.start()
     out = model(input_ids=prefill, use_cache=True)
-    prefill_s = time.perf_counter() - start
+    prefill_s = watch.stop()
     token = out.logits[:, -1:].argmax(-1)
     times = []
     for _ in range(steps):
-        start = time.perf_counter()
+        watch.start()
         out = model(input_ids=token, cache=out.cache, use_cache=True)
         token = out.logits[:, -1:].argmax(-1)
-        times.append(time.perf_counter() - start)
+        times.append(watch.stop())
     return prefill_s, times
 
 
@@ -116,11 +120,17 @@ def _configs(model_spec: str, quantize: str | None, paths: dict[str, Path], ns: 
 def measure_base(model_spec: str, quantize: str | None, paths: dict[str, Path], settings: Settings,
                  scratch: Path) -> dict:
     """Every configuration at every decode batch size on one base (float or NF4)."""
-    configs = _configs(model_spec, quantize, paths, settings.ns, scratch)
+    return time_configs(_configs(model_spec, quantize, paths, settings.ns, scratch), settings)
+
+
+def time_configs(configs: list[Config], settings: Settings, device: torch.device | str = "cpu",
+                 vocab: tuple[int, int] = (100, 1000)) -> dict:
+    """Decode-step and generation timings of `configs` (base, fused-N, peft-N, merged-N for N in
+    settings.ns), interleaved, at every decode batch size; prompts are random ids in `vocab` on `device`."""
     results = {}
     for batch in settings.decode_batch:
         torch.manual_seed(0)
-        prefill = torch.randint(100, 1000, (batch, settings.prefill))
+        prefill = torch.randint(*vocab, (batch, settings.prefill)).to(device)
         steps: dict[str, list[float]] = {c.name: [] for c in configs}
         gen: dict[str, list[float]] = {c.name: [] for c in configs}
         for config in configs:  # warm-up: first-call allocations, lazy initialisation
@@ -142,6 +152,7 @@ def measure_base(model_spec: str, quantize: str | None, paths: dict[str, Path], 
             ratios[str(n)] = {
                 "fused_over_fused_1": ratio(fused["step_ms"], rows[f"fused-{min(settings.ns)}"]["step_ms"]),
                 "peft_over_fused": ratio(peft["step_ms"], fused["step_ms"]),
+                "fused_over_merged": ratio(fused["step_ms"], merged["step_ms"]),
                 "fused_over_base": ratio(fused["step_ms"], rows["base"]["step_ms"]),
                 "peft_over_base": ratio(peft["step_ms"], rows["base"]["step_ms"]),
                 "merged_over_base": ratio(merged["step_ms"], rows["base"]["step_ms"]),

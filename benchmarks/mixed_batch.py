@@ -15,12 +15,13 @@ Throughput = requests × new_tokens / wall time; repeated, interleaved.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from benchmarks.common import Settings, prepare_modules, ratio, summary
+from benchmarks.timing import Stopwatch
 
 
 class _NoEos:
@@ -81,19 +82,29 @@ def run(settings: Settings, model_dir: str) -> dict:
         return [sample(composed, tokenizer, [p], [s], config, weights=weights[i : i + 1])[0]
                 for i, (p, s) in enumerate(zip(prompts, seeds))]
 
-    same_texts = batched() == separate()  # also the warm-up
-    throughput: dict[str, list[float]] = {"batched": [], "separate": []}
-    for repeat in range(settings.repeats):
-        for name, fn in (("batched", batched), ("separate", separate))[:: 1 if repeat % 2 == 0 else -1]:
-            start = time.perf_counter()
-            fn()
-            throughput[name].append(count * settings.new_tokens / (time.perf_counter() - start))
-    rows = {name: summary(values) for name, values in throughput.items()}
+    measured = compare(batched, separate, count * settings.new_tokens, settings.repeats)
     composed.detach()
     return {"setting": {"requests": count, "new_tokens": settings.new_tokens, "repeats": settings.repeats,
                         "base": "dense float32", "modules_in_bank": len(paths),
                         "sampling": "top-k 50, top-p 0.95, T 1, per-request seeds; EOS off while timing",
                         "compositions": comps},
-            "modules": modules, "tokens_per_s": rows,
-            "ratio_batched_over_separate": ratio(rows["batched"], rows["separate"]),
-            "same_texts": same_texts}
+            "modules": modules, **measured}
+
+
+def compare(batched: Callable[[], list], separate: Callable[[], list], tokens: int, repeats: int,
+            device: torch.device | str = "cpu") -> dict:
+    """tokens/s of `batched` and `separate` (each produces `tokens` tokens), interleaved over `repeats`.
+
+    The first call of each is the warm-up and checks that both produce the same outputs.
+    """
+    same = batched() == separate()  # also the warm-up
+    throughput: dict[str, list[float]] = {"batched": [], "separate": []}
+    watch = Stopwatch(device)
+    for repeat in range(repeats):
+        for name, fn in (("batched", batched), ("separate", separate))[:: 1 if repeat % 2 == 0 else -1]:
+            watch.start()
+            fn()
+            throughput[name].append(tokens / watch.stop())
+    rows = {name: summary(values) for name, values in throughput.items()}
+    return {"tokens_per_s": rows, "ratio_batched_over_separate": ratio(rows["batched"], rows["separate"]),
+            "same_texts": same}

@@ -34,29 +34,50 @@ def _targets(targets: list[dict]) -> list[str]:
                   [[t["target"], t["setting"], _r(t["measured"]), t["needed"], verdict[t["met"]]] for t in targets])
 
 
+def _decode_block(block: dict, label: str) -> list[str]:
+    """One decode-step table (rows N) from a `composition.time_configs` block."""
+    configs, ratios = block["configs"], block["ratios"]
+    lines = ["", f"Decode step, {label}, batch {block['batch']} (ms; generation tokens/s):", ""]
+    rows = []
+    for n, r in ratios.items():
+        rows.append([n, _m(configs["base"]["step_ms"]), _m(configs[f"fused-{n}"]["step_ms"]),
+                     _m(configs[f"peft-{n}"]["step_ms"]), _m(configs[f"merged-{n}"]["step_ms"]),
+                     _r(r["fused_over_fused_1"]), _r(r["peft_over_fused"]), _r(r.get("fused_over_merged")),
+                     _m(configs[f"fused-{n}"]["tokens_per_s"]), _m(configs[f"peft-{n}"]["tokens_per_s"])])
+    return lines + _table(["N", "base", "fused", "PEFT", "merged", "fused ÷ fused-1", "PEFT ÷ fused",
+                           "fused ÷ merged", "fused tok/s", "PEFT tok/s"], rows)
+
+
 def _composition(figure: dict) -> list[str]:
     lines = []
     for quantize, label in (("none", "dense float32"), ("nf4", "NF4")):
         for block in (figure.get(quantize) or {}).values():
-            configs, ratios = block["configs"], block["ratios"]
-            lines += ["", f"Decode step, {label} base, batch {block['batch']} (ms; generation tokens/s):", ""]
-            rows = []
-            for n, r in ratios.items():
-                rows.append([n, _m(configs["base"]["step_ms"]), _m(configs[f"fused-{n}"]["step_ms"]),
-                             _m(configs[f"peft-{n}"]["step_ms"]), _m(configs[f"merged-{n}"]["step_ms"]),
-                             _r(r["fused_over_fused_1"]), _r(r["peft_over_fused"]),
-                             _m(configs[f"fused-{n}"]["tokens_per_s"]), _m(configs[f"peft-{n}"]["tokens_per_s"])])
-            lines += _table(["N", "base", "fused", "PEFT", "merged", "fused ÷ fused-1", "PEFT ÷ fused",
-                             "fused tok/s", "PEFT tok/s"], rows)
+            lines += _decode_block(block, f"{label} base")
     return lines
 
 
-def _mixed(figure: dict) -> list[str]:
+def _mixed(figure: dict, label: str = "") -> list[str]:
     rows = figure["tokens_per_s"]
-    return ["", f"Mixed batch, {figure['setting']['requests']} requests × {figure['setting']['new_tokens']} tokens "
-                "(tokens/s):", ""] + _table(
+    return ["", f"Mixed batch{label}, {figure['setting']['requests']} requests × {figure['setting']['new_tokens']} "
+                "tokens (tokens/s):", ""] + _table(
         ["batched", "separate", "batched ÷ separate"],
         [[_m(rows["batched"]), _m(rows["separate"]), _r(figure["ratio_batched_over_separate"])]])
+
+
+def _study_shapes(figure: dict) -> list[str]:
+    setting = figure["setting"]
+    lines = []
+    for name, shape in figure["shapes"].items():
+        if "skipped" in shape:
+            lines += ["", f"{name}: skipped — {shape['skipped']}."]
+            continue
+        size = f"{shape['parameters'] / 1e9:.2f}B" if shape["parameters"] > 1e8 else f"{shape['parameters']:,}"
+        label = f"{name} ({size} parameters, random weights), {setting['dtype'].replace('torch.', '')} on " \
+                f"{setting['device']}{' — dry run, tiny shape' if setting['dry_run'] else ''}"
+        for block in shape["bf16"].values():
+            lines += _decode_block(block, label)
+        lines += _mixed(shape["mixed_batch"], f", {name}")
+    return lines
 
 
 def _training(figure: dict) -> list[str]:
@@ -98,12 +119,13 @@ def _serving(figure: dict) -> list[str]:
 
 
 RENDER = {"composition": _composition, "mixed_batch": _mixed, "training": _training, "serving": _serving,
-          "evaluation": _evaluation}
+          "evaluation": _evaluation, "study_shapes": _study_shapes}
 
 
 def render(bench: dict) -> str:
     meta = bench["meta"]
-    lines = [f"Measured {meta['date'][:10]} on {meta['cpu']} ({meta['cores']} cores, {meta['memory_gib']} GiB), "
+    gpu = f"{meta['cuda']} with " if meta.get("cuda") else ""
+    lines = [f"Measured {meta['date'][:10]} on {gpu}{meta['cpu']} ({meta['cores']} cores, {meta['memory_gib']} GiB), "
              f"torch {meta['versions']['torch']}, transformers {meta['versions']['transformers']}, "
              f"peft {meta['versions']['peft']}, bitsandbytes {meta['versions']['bitsandbytes']}, "
              f"commit {str(meta['git_commit'])[:12]}; model {bench['settings']['model']}.", ""]

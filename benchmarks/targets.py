@@ -7,6 +7,7 @@ Each target is a ratio measured side by side in the same run:
     mixed batch of 16 compositions      ≥ 4 × 16 separate generations        (tokens/s)
     training real-text tokens/s         ≥ 1.3 × reference (tweets), ≥ 1.0 × (IMDb)
     training peak memory                ≤ 1.0 × reference
+    study shapes (GPU): PEFT 8 ÷ fused 8, fused 8 ÷ merged 8, mixed batch   reported, no bound
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ def check(figures: dict) -> list[dict]:
                              ratios["fused_over_fused_1"], 1.3, "<="))
             rows.append(_row("PEFT 8-adapter step ÷ fused 8-module step", setting, ratios["peft_over_fused"],
                              2.0 if quantize == "none" else None, ">=" if quantize == "none" else None))
+    for shape, result in ((figures.get("study_shapes") or {}).get("shapes") or {}).items():
+        for block in (result.get("bf16") or {}).values():
+            ratios = block["ratios"].get("8")
+            if ratios is not None:  # reported: the issue asks for these on a GPU, with no bound
+                setting = f"{shape}, bf16, batch {block['batch']}"
+                rows.append(_row("PEFT 8-adapter step ÷ fused 8-module step", setting, ratios["peft_over_fused"],
+                                 None, None))
+                rows.append(_row("fused 8-module step ÷ merged 8-module step", setting,
+                                 ratios["fused_over_merged"], None, None))
+        if "mixed_batch" in result:
+            rows.append(_row("mixed batch of 16 ÷ 16 separate generations (tokens/s)", f"{shape}, bf16",
+                             result["mixed_batch"]["ratio_batched_over_separate"], None, None))
     mixed = figures.get("mixed_batch") or {}
     if "ratio_batched_over_separate" in mixed:
         rows.append(_row("mixed batch of 16 ÷ 16 separate generations (tokens/s)",
