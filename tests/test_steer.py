@@ -153,6 +153,7 @@ def test_demo_writes_a_report_of_steering_against_the_base(tiny_model_dir, label
         assert row in text, row
     assert "**positive**" in text and "The lake" in text  # example generations
     assert (tmp_path / "demo" / "report.html").read_text().count("<tr>") >= 6
+    assert "Code: loracompose commit `" in text  # the report names the code that made it
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     pos = next(r for r in results["comparisons"]["sentiment"] if r["metric"] == "toward positive: sentiment=positive hard")
     assert pos["pairs"] == 6 and 0 <= pos["other"] <= 1 and pos["difference"] == pytest.approx(pos["other"] - pos["base"])

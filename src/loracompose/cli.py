@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import warnings
 from dataclasses import fields
-from pathlib import Path
 
 from loracompose import __version__
-from loracompose.cli_compose import register as register_compose
+from loracompose.compose.cli import register as register_compose
+from loracompose.demo.cli import register as register_demo
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.cli import register as register_evaluate
 from loracompose.serve.cli import register as register_serve
@@ -87,20 +86,6 @@ def cmd_train(args) -> None:
           f"{t['real_tokens_per_second']} real tokens/s, peak memory {t['peak_memory_mb']:.0f} MB")
 
 
-def cmd_demo(args) -> None:
-    from loracompose.demo import DemoSettings, run_demo
-
-    try:
-        seeds = tuple(int(s) for s in args.seeds.split(","))
-    except ValueError:
-        raise LoraComposeError(f"--seeds '{args.seeds}' must be whole numbers, comma-separated (e.g. 1,2)") from None
-    settings = DemoSettings(model=args.model, modules=args.modules, prompts=args.prompts, seeds=seeds,
-                            samples=args.samples, reference=None if args.reference == "none" else args.reference,
-                            **({"strength": args.strength} if args.strength is not None else {}))
-    report = run_demo(Path(args.out), settings)
-    print(f"\n{report.read_text()}\nreport: {report.resolve()} (and report.html beside it)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loracompose", description=__doc__)
     parser.add_argument("--version", action="version", version=f"loracompose {__version__}")
@@ -148,17 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_compose(sub)
 
-    demo = sub.add_parser("demo", help="steer the packaged SmolLM2 with its starter modules, judge it, "
-                                       "write a report")
-    demo.add_argument("--out", default="runs/demo", help="where generations, metrics and the report go")
-    demo.add_argument("--model", default="smollm2-135m")
-    demo.add_argument("--modules", default=None, help="modules directory (default: the base's starter modules)")
-    demo.add_argument("--prompts", default="pplm", help="prompt set: pplm, pplm35, neutral, or a file")
-    demo.add_argument("--seeds", default="1,2", help="comma-separated run seeds")
-    demo.add_argument("--samples", type=int, default=2, help="continuations per prompt and seed")
-    demo.add_argument("--strength", type=float, default=None, help="steering strength in (0, 4] (default 2)")
-    demo.add_argument("--reference", default="none", help="perplexity model, e.g. gemma3-270m (default: none)")
-    demo.set_defaults(func=cmd_demo)
+    register_demo(sub)
     register_evaluate(sub)
     register_experiments(sub)
     register_serve(sub)

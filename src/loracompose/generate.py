@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
-
 from loracompose import __version__
 from loracompose.compose.bank import ModuleBank
 from loracompose.compose.methods import BASE_MEMBER, get_method  # noqa: F401  (BASE_MEMBER: its home is compose)

@@ -20,48 +20,18 @@ ship with the package (configs/starter.yaml made them).
 
 from __future__ import annotations
 
-import html
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
+from loracompose.demo.report import examples, markdown_to_html, report_markdown
+from loracompose.demo.settings import CONDITIONS, DemoSettings
 from loracompose.errors import LoraComposeError
 from loracompose.paths import write_text_atomic
-from loracompose.steer import DEFAULT_STRENGTH
+from loracompose.provenance import git_commit
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DemoCondition:
-    name: str
-    steer: str | None  # attribute=value,... or None for the base
-    judged: dict[str, str]  # the targets its text is judged for
-
-
-CONDITIONS = [
-    DemoCondition("base", None, {}),
-    DemoCondition("positive", "sentiment=positive", {"sentiment": "positive"}),
-    DemoCondition("negative", "sentiment=negative", {"sentiment": "negative"}),
-    DemoCondition("sport", "topic=sport", {"topic": "sport"}),
-    DemoCondition("positive + sport", "sentiment=positive,topic=sport", {"sentiment": "positive", "topic": "sport"}),
-]
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    model: str = "smollm2-135m"
-    modules: str | None = None  # a modules directory; None: the base's starter modules
-    prompts: str = "pplm"
-    seeds: tuple[int, ...] = (1, 2)
-    samples: int = 2
-    max_new_tokens: int = 40
-    strength: float = DEFAULT_STRENGTH
-    strategy: str = "contrast"
-    reference: str | None = None  # perplexity model (None: skipped; distinct-2 is always reported)
-    resamples: int = 2000
-    judges: object = None  # JudgeSettings of the built-in panels (None: the defaults)
 
 
 def _slug(name: str) -> str:
@@ -145,108 +115,6 @@ def evaluate_conditions(settings: DemoSettings, files: dict[str, Path], out: Pat
             "baseline": steer_metrics.get("baseline")}
 
 
-def _examples(files: dict[str, Path], per_condition: int = 3) -> dict[str, list[str]]:
-    """The first samples of the first prompts, the same prompts for every condition."""
-    out = {}
-    for name, path in files.items():
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
-        chosen = [r for r in rows if r["sample"] == 0 and r["seed"] == rows[0]["seed"]][:per_condition]
-        out[name] = [" ".join((r["prompt"] + r["text"]).split()) for r in chosen]  # the text as the model wrote it
-    return out
-
-
-def _fmt(x) -> str:
-    return "–" if x is None else f"{x:.3f}"
-
-
-def _p(x) -> str:
-    return "–" if x is None else (f"{x:.1e}" if x < 1e-3 else f"{x:.3f}")
-
-
-def _row_label(condition: str, metric: str) -> str:
-    """'toward negative: sentiment=negative hard' → 'steer sentiment=negative: judged negative'."""
-    metric = metric.removesuffix(" hard")
-    if condition == "sentiment":
-        if metric.startswith("mean of directions"):
-            return "sentiment, mean of both directions"
-        label = metric.split(":", 1)[0].removeprefix("toward ")
-        return f"steer sentiment={label}: judged {label}"
-    steer = next(c.steer for c in CONDITIONS if c.name == condition)
-    judged = "both (joint)" if metric == "joint" else metric.split("=", 1)[-1]
-    return f"steer {steer}: judged {judged}"
-
-
-def report_markdown(settings: DemoSettings, results: dict, examples: dict[str, list[str]], n: int) -> str:
-    lines = ["# loracompose demo: steering SmolLM2 with its starter modules", "",
-             f"Model `{settings.model}`, starter modules ({settings.strategy} strategy, strength {settings.strength:g}); "
-             f"prompts `{settings.prompts}` × seeds {', '.join(map(str, settings.seeds))} × {settings.samples} "
-             f"samples = {n} continuations per condition, {settings.max_new_tokens} new tokens, top-k 50, top-p 0.95. "
-             "Each row: share of continuations the judges' majority vote puts on target (hard accuracy), the base "
-             "model's share on the same prompts, the paired difference with a 95% bootstrap interval (prompts "
-             "resampled), and the exact McNemar p-value (Holm-adjusted within each comparison).", "",
-             f"Reproduce: `loracompose demo --prompts {settings.prompts} --seeds "
-             f"{','.join(map(str, settings.seeds))} --samples {settings.samples}` (this report), or by hand: "
-             f"`loracompose generate --steer sentiment=positive --prompts {settings.prompts} --out pos.jsonl`, the "
-             "same with `sentiment=negative` and with no `--steer`, then `loracompose evaluate --positive pos.jsonl "
-             "--negative neg.jsonl --baseline base.jsonl` and `loracompose compare`.", "",
-             "| steering | judged on target | base | Δ | 95% interval | p (Holm) |", "|---|---|---|---|---|---|"]
-    for name, rows in results["comparisons"].items():
-        for row in rows:
-            if not row["metric"].endswith("hard"):
-                continue
-            ci = f"[{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]" if row.get("ci") else "–"
-            lines.append(f"| {_row_label(name, row['metric'])} | **{_fmt(row['other'])}** | "
-                         f"{_fmt(row['base'])} | {row['difference']:+.3f} | {ci} | {_p(row.get('p_holm'))} |")
-    distinct = [(name, row) for name, rows in results["comparisons"].items() for row in rows
-                if row["metric"].endswith("distinct-2")]
-    if distinct:
-        lines += ["", "Distinct-2 (share of distinct bigrams; the base's beside it): "
-                  + "; ".join(f"{name} {row['metric'].replace('distinct-2', '').strip(': ')} "
-                              f"{_fmt(row['other'])} (base {_fmt(row['base'])})".replace("  ", " ")
-                              for name, row in distinct) + "."]
-    shares = dict((results.get("calibration") or {}).get("sets", {}))
-    if results.get("baseline"):
-        shares["the base model's continuations of these prompts"] = results["baseline"]
-    if shares:
-        lines += ["", "**Calibration** (where 0.5 is): the sentiment panel's majority vote calls positive "
-                  + "; ".join(f"{v['vote_share']['positive']:.3f} of {k} (n = {v.get('n', '?')})"
-                              for k, v in shares.items() if "positive" in v.get("vote_share", {})) + "."]
-    lines += ["", "## Example generations (seed, sample 0; the same prompts in every condition)", ""]
-    for name, texts in examples.items():
-        lines += [f"**{name}**", ""] + [f"- {t}" for t in texts] + [""]
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_to_html(markdown: str) -> str:
-    """A plain HTML page of the report (tables, headings, bold, lists) — no dependency needed for this much."""
-    body, table = [], []
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            if not set("".join(cells)) <= set("-: "):
-                table.append(cells)
-            continue
-        if table:
-            head, *rows = table
-            body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
-            table = []
-        text = html.escape(line)
-        while "**" in text:
-            text = text.replace("**", "<b>", 1).replace("**", "</b>", 1)
-        if text.startswith("# "):
-            body.append(f"<h1>{text[2:]}</h1>")
-        elif text.startswith("## "):
-            body.append(f"<h2>{text[3:]}</h2>")
-        elif text.startswith("- "):
-            body.append(f"<li>{text[2:]}</li>")
-        elif text:
-            body.append(f"<p>{text}</p>")
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}")
-    return f"<!doctype html><meta charset=utf-8><title>loracompose demo</title><style>{style}</style>" + "".join(body)
-
-
 def run_demo(out: Path, settings: DemoSettings = DemoSettings()) -> Path:
     """Generate, evaluate and write the report; returns the report's path."""
     if settings.samples < 1 or not settings.seeds:
@@ -254,7 +122,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings()) -> Path:
     files = generate_conditions(settings, out)
     results = evaluate_conditions(settings, files, out)
     n = sum(1 for _ in files["base"].open())
-    report = report_markdown(settings, results, _examples(files), n)
+    report = report_markdown(settings, results, examples(files), n, git_commit(dirty_paths=("src",)))
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))
-    write_text_atomic(out / "report.html", _markdown_to_html(report))
+    write_text_atomic(out / "report.html", markdown_to_html(report, "loracompose demo"))
     return write_text_atomic(out / "report.md", report)
