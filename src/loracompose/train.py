@@ -205,19 +205,15 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
                  callbacks: list | None = None, progress: bool = True) -> TrainedModule:
     """Train one QLoRA module and write it to `out` (a PEFT adapter + loracompose.json).
 
-    `callbacks` are extra transformers TrainerCallbacks (tests use one to kill a run).
+    The steps: check `out`; read and pack the data (bad data fails before the model loads); wrap
+    the base in a LoRA adapter (`_adapted_model`); run transformers' Trainer (`_run_trainer`);
+    write the adapter and its metadata atomically (`_write_module`). `callbacks` are extra
+    transformers TrainerCallbacks (tests use one to kill a run).
     """
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
-
     from loracompose.models import load_base
-    from loracompose.progress import LossProgressCallback
 
     out = Path(out)
-    if (out / METADATA_FILE).exists() and not overwrite:
-        raise LoraComposeError(f"'{out}' already holds a module; pass --overwrite to replace it")
-    if out.exists() and not (out / METADATA_FILE).exists() and any(out.iterdir()) and not overwrite:
-        raise LoraComposeError(f"'{out}' exists and is not empty; choose another --out or pass --overwrite")
+    _check_out(out, overwrite)
     work = _work_dir(out)
     settings = config.settings()
     checkpoint = _check_resume(work, settings) if resume else None
@@ -232,7 +228,39 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
     drop_partial(work)
     write_text_atomic(work / RUN_FILE, json.dumps({"settings": settings, "data_hash": data.data_hash}, indent=2))
 
-    model = base.model
+    model = _adapted_model(base.model, config)
+    record = {"settings": settings, **_run_trainer(model, config, out, work, train_rows, validation_rows,
+                                                    checkpoint, resume, callbacks, progress)}
+    metadata = {
+        "name": module_name(config.label, [d["name"] for d in data.sources]),
+        "attribute": data.attribute,
+        "label": config.label,
+        "datasets": data.sources,
+        "mixing": str(Mixing.parse(config.mixing)),
+        "data_hash": data.data_hash,
+        "base": base.fingerprint,
+        "training": record,
+        "loracompose_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_module(model, metadata, out, work)
+    log.info("module written to %s (%d steps, validation loss %s)", out, record["steps"], record["validation_loss"])
+    model.eval()
+    return TrainedModule(out, model, metadata)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if (out / METADATA_FILE).exists() and not overwrite:
+        raise LoraComposeError(f"'{out}' already holds a module; pass --overwrite to replace it")
+    if out.exists() and not (out / METADATA_FILE).exists() and any(out.iterdir()) and not overwrite:
+        raise LoraComposeError(f"'{out}' exists and is not empty; choose another --out or pass --overwrite")
+
+
+def _adapted_model(model, config: TrainConfig):
+    """The base wrapped in a fresh LoRA adapter (PEFT), ready for k-bit training when quantised."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
     model.config.use_cache = False  # a KV cache would disable the packed (block-diagonal) attention mask
     if config.quantize == "nf4":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
@@ -241,10 +269,14 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=config.target_modules, bias="none", task_type="CAUSAL_LM")
     set_seed(config.seed)  # LoRA A is initialised randomly here, before Trainer seeds anything
-    model = get_peft_model(model, lora)
+    return get_peft_model(model, lora)
 
-    on_cpu = not torch.cuda.is_available()
-    args = TrainingArguments(
+
+def _training_arguments(config: TrainConfig, work: Path, has_validation: bool, resume: bool):
+    from transformers import TrainingArguments
+
+    evaluating = bool(config.eval_every and has_validation)
+    return TrainingArguments(
         output_dir=str(work),
         max_steps=config.steps,
         per_device_train_batch_size=config.batch_size,
@@ -255,22 +287,32 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
         weight_decay=config.weight_decay,
         logging_steps=max(1, min(10, config.steps // 20)),
         logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (and stops the run), not hidden by an average
-        eval_strategy="steps" if config.eval_every and validation_rows else "no",
+        eval_strategy="steps" if evaluating else "no",
         eval_steps=config.eval_every or None,
-        eval_on_start=bool(config.eval_every and validation_rows and not resume),  # the untrained baseline
+        eval_on_start=evaluating and not resume,  # the untrained baseline
         save_strategy="steps" if config.save_every else "no",
         save_steps=config.save_every or config.steps,
         save_total_limit=2,
         seed=config.seed,
         data_seed=config.seed,
         report_to="none",
-        use_cpu=on_cpu,
+        use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False,  # position_ids and labels are ours, not in the model signature
         dataloader_num_workers=0,
         disable_tqdm=True,  # LossProgressCallback draws the bar
     )
+
+
+def _run_trainer(model, config: TrainConfig, out: Path, work: Path, train_rows, validation_rows, checkpoint,
+                 resume: bool, callbacks: list | None, progress: bool) -> dict:
+    """Train with transformers' Trainer; returns the training record (losses, throughput, memory)."""
+    from transformers import PrinterCallback, Trainer
+
+    from loracompose.progress import LossProgressCallback
+
     collator = PackedCollator()
     guard = divergence_guard()
+    args = _training_arguments(config, work, bool(validation_rows), resume)
     trainer = atomic_trainer(Trainer)(model=model, args=args, train_dataset=train_rows,
                                       eval_dataset=validation_rows or None, data_collator=collator,
                                       callbacks=[LossProgressCallback(enabled=progress), guard, *(callbacks or [])])
@@ -296,8 +338,7 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
 
     history = finite_history([e for e in trainer.state.log_history if "loss" in e or "eval_loss" in e])
     train_losses = [entry["loss"] for entry in history if "loss" in entry]
-    record = {
-        "settings": settings,
+    return {
         "steps": trainer.state.global_step,
         "resumed_from": checkpoint.name if checkpoint else None,
         "train_loss": finite_or_none(train_losses[-1] if train_losses else None),
@@ -313,18 +354,10 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
         "peak_memory_mb": round(_peak_memory_mb(), 1),
         "device": str(model.device),
     }
-    metadata = {
-        "name": module_name(config.label, [d["name"] for d in data.sources]),
-        "attribute": data.attribute,
-        "label": config.label,
-        "datasets": data.sources,
-        "mixing": str(Mixing.parse(config.mixing)),
-        "data_hash": data.data_hash,
-        "base": base.fingerprint,
-        "training": record,
-        "loracompose_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+
+
+def _write_module(model, metadata: dict, out: Path, work: Path) -> None:
+    """The adapter and loracompose.json, written atomically; the run's work directory removed after."""
     try:
         with atomic_directory(out, overwrite=True) as staging:
             model.save_pretrained(staging)
@@ -334,6 +367,3 @@ def train_module(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
             raise disk_full_error(out, work) from None
         raise
     shutil.rmtree(work, ignore_errors=True)
-    log.info("module written to %s (%d steps, validation loss %s)", out, record["steps"], record["validation_loss"])
-    model.eval()
-    return TrainedModule(out, model, metadata)
