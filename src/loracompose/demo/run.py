@@ -25,11 +25,22 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from loracompose.compose.bank import ModuleBank, discover_modules
+from loracompose.decoding import SamplingConfig
 from loracompose.demo.report import examples, markdown_to_html, report_markdown
 from loracompose.demo.settings import CONDITIONS, DemoSettings
 from loracompose.errors import LoraComposeError
+from loracompose.evaluate.compare import compare, rows_as_dicts
+from loracompose.evaluate.directions import evaluate_directions
+from loracompose.evaluate.metrics import EvalOptions, evaluate_generations, load_reference, write_metrics
+from loracompose.evaluate.panel import JudgeSettings
+from loracompose.generate import Steerer
+from loracompose.models import load_base
+from loracompose.modules import read_module
 from loracompose.paths import write_text_atomic
+from loracompose.prompts import load_prompts
 from loracompose.provenance import git_commit
+from loracompose.steer import parse_steer, resolve_steering, starter_modules_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +51,6 @@ def _slug(name: str) -> str:
 
 def generate_conditions(settings: DemoSettings, out: Path) -> dict[str, Path]:
     """One generations file per condition under out/generations/ (reused when already written)."""
-    from loracompose.compose.bank import ModuleBank, discover_modules
-    from loracompose.decoding import SamplingConfig
-    from loracompose.generate import Steerer
-    from loracompose.models import load_base
-    from loracompose.modules import read_module
-    from loracompose.prompts import load_prompts
-    from loracompose.steer import parse_steer, resolve_steering, starter_modules_dir
-
     prompts = load_prompts(settings.prompts)
     directory = Path(settings.modules) if settings.modules else starter_modules_dir(settings.model)
     paths = discover_modules(directory)
@@ -81,12 +84,6 @@ def generate_conditions(settings: DemoSettings, out: Path) -> dict[str, Path]:
 
 def evaluate_conditions(settings: DemoSettings, files: dict[str, Path], out: Path) -> dict:
     """Metrics of every condition and its paired comparison with the base."""
-    from loracompose.evaluate.compare import compare, rows_as_dicts
-    from loracompose.evaluate.directions import evaluate_directions
-    from loracompose.evaluate.metrics import EvalOptions, evaluate_generations, load_reference, write_metrics
-
-    from loracompose.evaluate.panel import JudgeSettings
-
     options = EvalOptions(reference=settings.reference, resamples=settings.resamples, check_directions=True,
                           calibrate=True, settings=settings.judges or JudgeSettings(), progress=False)
     reference = load_reference(options)

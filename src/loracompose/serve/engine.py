@@ -29,9 +29,10 @@ from loracompose.compose.methods import BASE_MEMBER, SERVED_METHODS
 from loracompose.compose.plan import plan_composition
 from loracompose.decoding import SamplingConfig, Sequence, row_seed
 from loracompose.errors import LoraComposeError
+from loracompose.models import load_base
 from loracompose.serve.schemas import ChatRequest, CompletionRequest, Composition, Sampling
 from loracompose.serve.settings import ServeSettings
-from loracompose.steer import STRATEGIES, STRENGTH_RANGE
+from loracompose.steer import STRATEGIES, STRENGTH_RANGE, attribute_labels, resolve_steering
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ class Engine:
     @classmethod
     def load(cls, model_spec: str, modules_dir: str | Path | None, settings: ServeSettings,
              quantize: str | None = None) -> "Engine":
-        from loracompose.models import load_base
-
         base = load_base(model_spec, quantize=quantize)
         name = Path(model_spec).name if Path(model_spec).exists() else model_spec
         return cls(base.model, base.tokenizer, name, modules_dir, settings, base.fingerprint)
@@ -113,8 +112,6 @@ class Engine:
 
     def steerable(self) -> dict[str, list[str]]:
         """attribute → the values this server's modules can steer toward."""
-        from loracompose.steer import attribute_labels
-
         table = attribute_labels({m.name: m.info for m in self.bank.modules})
         return {attribute: sorted(labels) for attribute, labels in sorted(table.items())}
 
@@ -213,8 +210,6 @@ class Engine:
 
     def _steered(self, steer) -> Composition:
         """A `steer` request as the composition `loracompose.steer` resolves it to (same as `generate --steer`)."""
-        from loracompose.steer import resolve_steering
-
         try:
             steering = resolve_steering({m.name: m.info for m in self.bank.modules}, steer.targets, steer.strength,
                                         steer.strategy)
