@@ -116,3 +116,36 @@ def test_report_shows_both_directions_and_their_mean(tmp_path):
     cells = json.loads(paths["tables"].read_text())["directions|sentiment|pplm35"]
     assert cells["tiny|output-sum"]["mean"] == pytest.approx((10 / 12 + 1) / 2)
     assert cells["tiny|base"]["mean_ci"] == pytest.approx([0.5, 0.5])
+
+
+def test_soft_accuracy_over_two_attributes_is_one_interval_of_the_joint_mean(tmp_path):
+    """Two attributes whose soft scores cancel on every sample: each sample's mean over attributes is 0.5,
+    so every bootstrap resample's mean is 0.5 and the interval is [0.5, 0.5]. Each attribute alone varies
+    from prompt to prompt (wide intervals), and averaging those intervals' ends gave a wide, wrong one."""
+    m = metrics(HITS["output-sum"])
+    m["provenance"] = {"bootstrap": {"resamples": 500, "confidence": 0.95, "seed": 0}}
+    for i, s in enumerate(m["samples"]):
+        s["hits"]["topic"] = True
+        s["soft"] = {"sentiment": 0.9 if i % 4 < 2 else 0.1, "topic": 0.1 if i % 4 < 2 else 0.9}
+    m["attributes"]["sentiment"]["soft_accuracy"] = {"value": 0.5, "ci": [0.2, 0.8]}
+    m["attributes"]["topic"] = {"target": "sport", "hard_accuracy": {"value": 1.0, "ci": [1, 1]},
+                                "soft_accuracy": {"value": 0.5, "ci": [0.3, 0.9]}, "judge_panel": "p"}
+    with Store(tmp_path / "results.sqlite") as store:
+        store.put({"experiment": "joint", "model": "tiny", "task": "multi", "prompt_set": "pplm",
+                   "condition": "output-sum", "target": "positive+sport", "seed": 0, "generate_key": "g",
+                   "evaluate_key": "e", "metrics": m})
+        (row,) = store.results(experiment="joint")
+    assert (row["soft"], row["soft_low"], row["soft_high"]) == pytest.approx((0.5, 0.5, 0.5))
+    # The single attribute's figures stay the evaluation's own.
+    assert json.loads(row["attributes"])["topic"]["soft"] == {"value": 0.5, "ci": [0.3, 0.9]}
+
+
+def test_report_prints_the_code_version_of_each_run(db, tmp_path):
+    with Store(db) as store:
+        run = store.start_run("known", "name: known\n", "inprocess", "m", "2026-01-02T00:00:00", "log",
+                              commit="0123abc+local-changes")
+        store.finish_run(run, "2026-01-02T00:01:00", 60.0, "done", 3, {})
+        md = write_report(store, "known", tmp_path / "report")["markdown"].read_text()
+    assert "code 0123abc+local-changes." in md  # the latest run
+    assert "| 10 min 0 s | train 1 | unknown (" in md
+    assert "| 1 min 0 s | none (all cached) | 0123abc+local-changes |" in md

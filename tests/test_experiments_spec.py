@@ -24,7 +24,7 @@ def test_defaults_expand_single_and_heldout():
     assert task.datasets == ["imdb", "rotten_tomatoes", "tweets"]
     assert task.conditions == ["base", "single:imdb", "single:rotten_tomatoes", "single:tweets", "output-sum"]
     assert task_prompt_sets(s, task) == ["pplm", "heldout:imdb", "heldout:rotten_tomatoes", "heldout:tweets"]
-    assert s.evaluate["reference"] == "gemma3-270m" and s.generate["quantize"] == "none"
+    assert s.evaluate.reference == "gemma3-270m" and s.generate.quantize is None  # `quantize: none`: dense
     multi = parse_spec(spec(tasks=["multi"])).tasks[0]
     assert len(multi.targets) == 10 and "positive+sport" in multi.targets
     assert multi.conditions == ["base", "output-sum", "weights-average", "combined", "logit-sum", "learn-weights"]

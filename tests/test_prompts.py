@@ -19,10 +19,10 @@ def test_pplm_sets():
 
 def test_old_homes_import_the_same_objects():
     from loracompose import generate
-    from loracompose.experiments import prompts as experiment_prompts
 
     assert generate.PPLM_PROMPTS is PPLM_PROMPTS and generate.load_prompts is load_prompts
-    assert experiment_prompts.load_prompt_set("pplm35", heldout_n=3, heldout_words=2, limit=16) == PPLM35_PROMPTS[:16]
+    # experiments/prompts.py's load_prompt_set is now load_prompts' `limit` (an experiment's max_prompts)
+    assert load_prompts("pplm35", heldout_n=3, heldout_words=2, limit=16) == PPLM35_PROMPTS[:16]
 
 
 def test_neutral_set_is_balanced_bbc_body_openings_without_vader_sentiment():

@@ -140,8 +140,14 @@ def _read_file(path: Path) -> list[str]:
     return prompts
 
 
-def load_prompts(spec: str, *, heldout_n: int = 15, heldout_words: int = 4) -> list[str]:
-    """The prompts of a built-in set, a held-out set or a file (see the module docstring)."""
+def load_prompts(spec: str, *, heldout_n: int = 15, heldout_words: int = 4, limit: int | None = None) -> list[str]:
+    """The prompts of a built-in set, a held-out set or a file (see the module docstring); the first `limit`
+    of them when given (an experiment spec's `max_prompts`)."""
+    prompts = _load(spec, heldout_n, heldout_words)
+    return prompts[:limit] if limit else prompts
+
+
+def _load(spec: str, heldout_n: int, heldout_words: int) -> list[str]:
     check_prompt_set(spec)
     if spec == "pplm":
         return list(PPLM_PROMPTS)

@@ -1,4 +1,10 @@
-"""The `run`, `results` and `report` subcommands (registered into loracompose.cli)."""
+"""The `run`, `results` and `report` subcommands (registered into loracompose.cli).
+
+The commands import the experiment modules inside their functions: `loracompose.cli`
+imports this module to register the subcommands, and those modules bring in torch,
+transformers and matplotlib, which `loracompose --help` and the other commands do
+not need.
+"""
 
 from __future__ import annotations
 

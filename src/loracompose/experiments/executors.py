@@ -13,6 +13,7 @@ two executors produce the same files and the same results.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,6 @@ class InProcessExecutor:
 
 def _ray_unit(unit, workdir: str, *dependencies):
     """A Ray task: the dependencies are passed only so Ray starts this after them."""
-    import logging
-
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     return run_unit(unit, workdir, progress=False)
 
@@ -49,7 +48,7 @@ class RayExecutor:
     name: str = "ray"
 
     def execute(self, plan: Plan, workdir: Path, on_done: Done, progress: bool = True) -> None:
-        try:
+        try:  # Ray is an optional extra ('experiments'): imported only when this executor runs
             import ray
         except ImportError:
             raise LoraComposeError("--executor ray needs Ray: pip install 'loracompose[experiments]'") from None

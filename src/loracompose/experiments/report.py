@@ -29,6 +29,7 @@ from loracompose.experiments import report_plots as plots
 from loracompose.experiments.report_stats import (Summary, System, adjust, baseline_condition, direction_mean,
                                                   load_systems, ordered, paired_test, summarize)
 from loracompose.experiments.tasksets import SETS
+from loracompose.paths import write_text_atomic
 
 ALPHA = 0.05
 DIRECTIONS = {"sentiment": ("positive", "negative")}  # task sets reported in both directions
@@ -63,6 +64,11 @@ def _duration(seconds) -> str:
 def _stages(text: str | None) -> str:
     counts = json.loads(text) if text else {}
     return ", ".join(f"{stage} {n}" for stage, n in counts.items()) or "none (all cached)"
+
+
+def _code(run: dict) -> str:
+    """The git commit a run used ("+local-changes": with uncommitted edits to the package)."""
+    return run.get("code_version") or "unknown (not a git checkout, or a run before runs recorded their code)"
 
 
 def _mark(test) -> str:
@@ -109,13 +115,16 @@ class ReportBuilder:
         self.add("h1", f"Experiment report: {self.experiment}")
         if last:
             r = last[0]
-            self.add("p", f"Latest run finished {r['finished'] or r['started']} (UTC) on {r['machine']}.")
+            self.add("p", f"Latest run finished {r['finished'] or r['started']} (UTC) on {r['machine']}, "
+                          f"code {_code(r)}.")
         if runs:
-            self.add("p", "Runs of this experiment (a later run reuses the stages an earlier one finished):")
+            self.add("p", "Runs of this experiment (a later run reuses the stages an earlier one finished; a "
+                          "stage's cache key covers its code, so a run on changed code recomputes what it changes):")
             self.add("table", header=["run", "started (UTC)", "finished (UTC)", "status", "executor", "wall time",
-                                      "stages run"],
+                                      "stages run", "code"],
                      rows=[[str(i), r["started"] or "–", r["finished"] or "–", r["status"] or "–", r["executor"] or "–",
-                            _duration(r["wall_seconds"]), _stages(r["stages_run"])] for i, r in enumerate(runs, 1)])
+                            _duration(r["wall_seconds"]), _stages(r["stages_run"]), _code(r)]
+                           for i, r in enumerate(runs, 1)])
         self.add("p", "Hard accuracy: share of continuations whose judges' majority vote is the target (several "
                       "attributes: every one). Soft accuracy: mean probability of the target. Intervals: 95% "
                       "bootstrap over prompts. Δ: hard accuracy minus the baseline's on the same (prompt, "
@@ -367,8 +376,6 @@ def to_html(blocks: list[Block], title: str) -> str:
 
 def write_report(store, experiment: str, out: str | Path, examples: int = 3) -> dict[str, Path]:
     """Write report.md, report.html and the PNGs into `out`; returns their paths."""
-    from loracompose.paths import write_text_atomic
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     builder = ReportBuilder(store, experiment, out, examples)

@@ -17,9 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+from tqdm.auto import tqdm
+
+from loracompose.experiments.executors import InProcessExecutor
 from loracompose.experiments.plan import build_plan
 from loracompose.experiments.spec import ExperimentSpec
 from loracompose.experiments.store import Store
+from loracompose.provenance import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +41,6 @@ class RunSummary:
 
 
 def machine() -> str:
-    import torch
-
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, "
             f"Python {platform.python_version()}, torch {torch.__version__}")
@@ -46,12 +49,11 @@ def machine() -> str:
 def _work(unit) -> float:
     """A unit's rough cost in token-steps (for the overall ETA only)."""
     if unit.kind == "train":
-        t = unit.train
-        return 3.0 * t.get("steps", 200) * t.get("batch_size", 8) * t.get("seq_len", 64)
+        return 3.0 * unit.train.steps * unit.train.batch_size * unit.train.seq_len
     if unit.kind == "compose":
         return 2000.0
     members = 1 + (len(unit.modules) if unit.method == "logit-sum" else 0)
-    return len(unit.prompts) * unit.samples * unit.generate.get("max_new_tokens", 40) * members
+    return len(unit.prompts) * unit.samples * unit.generate.sampling.max_new_tokens * members
 
 
 def _file_log(path: Path) -> logging.Handler:
@@ -63,10 +65,6 @@ def _file_log(path: Path) -> logging.Handler:
 
 
 def run_experiment(spec: ExperimentSpec, executor=None, *, progress: bool = True) -> RunSummary:
-    from tqdm.auto import tqdm
-
-    from loracompose.experiments.executors import InProcessExecutor
-
     executor = executor or InProcessExecutor()
     workdir = spec.workdir
     now = datetime.now(timezone.utc)
@@ -80,8 +78,9 @@ def run_experiment(spec: ExperimentSpec, executor=None, *, progress: bool = True
     started = time.perf_counter()
     summary = RunSummary(spec.name, 0, db=spec.db_path, log=log_path)
     store = Store(spec.db_path)
+    # The code the run used: HEAD, "+local-changes" when the package has uncommitted edits (None outside git).
     run_id = store.start_run(spec.name, spec.source, executor.name, machine(), now.isoformat(timespec="seconds"),
-                             str(log_path))
+                             str(log_path), commit=git_commit(dirty_paths=(".",)))
     summary.run_id = run_id
     status = "failed"
     bars = {}

@@ -8,6 +8,15 @@ writes the results database, so units can run in other processes (Ray).
 Which base each stage uses: training the NF4 base (QLoRA); generation
 the dense base by default (`generate.quantize: none`), as
 `loracompose generate` does; weight merges and learn-weights the dense base.
+
+Each stage takes its settings from the unit as the spec's typed dataclasses
+(`TrainSettings` → `TrainConfig`, `MergeOptions`, `LearnSettings`,
+`GenerateSettings`, `EvaluateSettings` → `EvalOptions`), unchanged. The cache key
+of each stage covers the code listed for it in `cache.STAGE_CODE`, which names
+the functions of this file each stage runs.
+
+Imports: this module is loaded by the experiment commands only (never by
+`loracompose --help`), so torch and transformers come in at module level.
 """
 
 from __future__ import annotations
@@ -18,38 +27,40 @@ import logging
 import random
 from pathlib import Path
 
-from loracompose.experiments.cache import stage_path, write_json
-from loracompose.experiments.plan import CellUnit, ComposeUnit, TrainUnit
+from loracompose.compose.bank import ModuleBank
+from loracompose.compose.learn import learn_weights
+from loracompose.compose.merge import write_merged
+from loracompose.data import BUILTIN_DATASETS, load_attribute_dataset
+from loracompose.errors import LoraComposeError
+from loracompose.evaluate.metrics import evaluate_generations, write_metrics
+from loracompose.experiments.cache import content_key, stage_path, write_json
+from loracompose.experiments.plan import CellUnit, ComposeUnit, TrainUnit, dataset_hash
+from loracompose.experiments.spec import LearnSettings, train_config
 from loracompose.experiments.tasksets import ModuleRecipe
+from loracompose.generate import Steerer
+from loracompose.models import load_base
 from loracompose.modules import METADATA_FILE
 from loracompose.paths import write_text_atomic
+from loracompose.train import TrainConfig, train_module
 
 log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
-def _inference_base(model: str, quantize: str):
+def _inference_base(model: str, quantize: str | None):
     """The base model for generation, loaded once per process (stages detach their layers after use)."""
-    from loracompose.models import load_base
-
-    return load_base(model, quantize=None if quantize == "none" else quantize)
+    return load_base(model, quantize=quantize)
 
 
 @functools.lru_cache(maxsize=1)
 def _reference_model(spec: str):
     """The perplexity reference model, loaded once per process (not once per cell)."""
-    from loracompose.models import load_base
-
     return load_base(spec, quantize=None)
 
 
 def _derived_dataset(recipe: ModuleRecipe, workdir: Path, seed: int) -> Path:
     """The multi set's combined data: each (dataset, label) part's train and validation texts, equal
     counts per split, under one label."""
-    from loracompose.data import load_attribute_dataset
-    from loracompose.experiments.cache import content_key
-    from loracompose.experiments.plan import dataset_hash
-
     key = content_key("data", {"parts": [list(p) for p in recipe.parts], "label": recipe.label, "seed": seed,
                                "data": {d: dataset_hash(d) for d, _ in recipe.parts}})
     path = stage_path(workdir, "data", key)
@@ -65,29 +76,22 @@ def _derived_dataset(recipe: ModuleRecipe, workdir: Path, seed: int) -> Path:
     return path
 
 
-def _train_config(unit: TrainUnit, workdir: Path):
-    from loracompose.train import TrainConfig
-
+def _train_config(unit: TrainUnit, workdir: Path) -> TrainConfig:
     recipe = unit.recipe
     if recipe.parts:
-        data = _derived_dataset(recipe, workdir, unit.train.get("seed", 42))
-        return TrainConfig(model=unit.model, datasets=[str(data)], label=recipe.label,
-                           attribute="+".join(dict.fromkeys(_attribute(d) for d, _ in recipe.parts)), **unit.train)
+        data = _derived_dataset(recipe, workdir, unit.train.seed)
+        return train_config(unit.train, model=unit.model, datasets=[str(data)], label=recipe.label,
+                            attribute="+".join(dict.fromkeys(_attribute(d) for d, _ in recipe.parts)))
     mixing = recipe.mixing if len(recipe.datasets) > 1 else "concat"
-    return TrainConfig(model=unit.model, datasets=list(recipe.datasets), label=recipe.label, mixing=mixing,
-                       **unit.train)
+    return train_config(unit.train, model=unit.model, datasets=list(recipe.datasets), label=recipe.label,
+                        mixing=mixing)
 
 
 def _attribute(dataset: str) -> str:
-    from loracompose.data import BUILTIN_DATASETS
-
     return BUILTIN_DATASETS[dataset].attribute
 
 
 def run_train(unit: TrainUnit, workdir: Path, progress: bool = True) -> dict:
-    from loracompose.errors import LoraComposeError
-    from loracompose.train import train_module
-
     out = stage_path(workdir, "train", unit.key)
     if (out / METADATA_FILE).is_file():
         return {"key": unit.key, "kind": "train", "ran": []}
@@ -105,19 +109,13 @@ def run_train(unit: TrainUnit, workdir: Path, progress: bool = True) -> dict:
     return {"key": unit.key, "kind": "train", "ran": ["train"]}
 
 
-def _bank(model: str, quantize: str, modules: dict[str, Path]):
-    from loracompose.compose.bank import ModuleBank
-    from loracompose.generate import Steerer
-
+def _bank(model: str, quantize: str | None, modules: dict[str, Path]):
     base = _inference_base(model, quantize)
     bank = ModuleBank(base.model, modules, base.fingerprint)
     return Steerer(base.model, base.tokenizer, bank, model), base
 
 
-def run_compose(unit: ComposeUnit, workdir: Path, quantize: str = "none") -> dict:
-    from loracompose.compose.merge import write_merged
-    from loracompose.compose.weight_methods import MergeOptions
-
+def run_compose(unit: ComposeUnit, workdir: Path, quantize: str | None = None) -> dict:
     paths = {name: stage_path(workdir, "train", key) for name, key in unit.modules.items()}
     out = stage_path(workdir, "compose" if unit.method != "learn-weights" else "learn", unit.key)
     if out.exists():
@@ -125,24 +123,18 @@ def run_compose(unit: ComposeUnit, workdir: Path, quantize: str = "none") -> dic
     log.info("%s", unit.title)
     steerer, base = _bank(unit.model, quantize, paths)
     composition = {name: 1.0 for name in unit.modules}
-    if unit.method == "learn-weights":
-        from loracompose.compose.learn import LearnConfig, learn_weights
-        from loracompose.data import load_attribute_dataset
-
-        settings = dict(unit.settings)
-        per_part = int(settings.pop("examples", 32))  # example texts per module's dataset and label
+    if isinstance(unit.settings, LearnSettings):
+        per_part = unit.settings.examples  # example texts per module's dataset and label
         texts = []
         for name, recipe in unit.recipes.items():
             for dataset in recipe.datasets:
                 pool = load_attribute_dataset(dataset).texts("train", recipe.label)
                 texts += random.Random(f"learn:{name}:{dataset}").sample(pool, min(per_part, len(pool)))
-        result = learn_weights(base.model, base.tokenizer, steerer.bank, texts, LearnConfig(**settings))
+        result = learn_weights(base.model, base.tokenizer, steerer.bank, texts, unit.settings.config)
         write_json(out, result)
-    else:
-        options = MergeOptions(**{k: v for k, v in unit.settings.items()
-                                  if k in ("density", "svd_rank")}, seed=unit.settings.get("merge_seed", 0))
+    else:  # a weight merge with the spec's MergeOptions
         write_merged(steerer.bank, composition, unit.method, steerer.layer_order, out,
-                     base_model_name=unit.model, fingerprint=base.fingerprint, options=options)
+                     base_model_name=unit.model, fingerprint=base.fingerprint, options=unit.settings)
     return {"key": unit.key, "kind": "compose", "ran": ["compose"]}
 
 
@@ -162,35 +154,26 @@ def _composition(unit: CellUnit, workdir: Path) -> tuple[dict[str, Path], dict[s
 
 
 def run_generate(unit: CellUnit, workdir: Path) -> bool:
-    from loracompose.decoding import SamplingConfig
-
     out = stage_path(workdir, "generate", unit.generate_key)
     if out.is_file():
         return False
     paths, composition, method = _composition(unit, workdir)
-    settings = dict(unit.generate)
-    template, quantize = settings.pop("template"), settings.pop("quantize")
-    steerer, _ = _bank(unit.model, quantize, paths)
-    records = steerer.generate(unit.prompts, composition, method, [unit.seed], unit.samples,
-                               SamplingConfig(**settings), template)
+    settings = unit.generate
+    steerer, _ = _bank(unit.model, settings.quantize, paths)
+    records = steerer.generate(unit.prompts, composition, method, [unit.seed], unit.samples, settings.sampling,
+                               settings.template)
     write_text_atomic(out, "".join(json.dumps({**r, "condition": unit.condition}) + "\n" for r in records))
     return True
 
 
 def run_evaluate(unit: CellUnit, workdir: Path) -> bool:
-    from loracompose.evaluate.metrics import EvalOptions, evaluate_generations, write_metrics
-    from loracompose.evaluate.panel import JudgeSettings
-
     out = stage_path(workdir, "evaluate", unit.key)
     if out.is_file():
         return False
-    e = unit.evaluate
-    options = EvalOptions(reference=e["reference"], judge_input=e["judge_input"],
-                          settings=JudgeSettings(**e["judges"]), batch_size=e["batch_size"],
-                          resamples=e["resamples"], seed=0, progress=False)
-    reference = _reference_model(e["reference"]) if e["reference"] else None
-    metrics = evaluate_generations(stage_path(workdir, "generate", unit.generate_key), unit.targets, options,
-                                   reference=reference)
+    settings = unit.evaluate
+    reference = _reference_model(settings.reference) if settings.reference else None
+    metrics = evaluate_generations(stage_path(workdir, "generate", unit.generate_key), unit.targets,
+                                   settings.options(), reference=reference)
     write_metrics(metrics, out)
     return True
 

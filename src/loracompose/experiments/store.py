@@ -1,10 +1,12 @@
 """The results database: SQLite (the standard library's sqlite3), one file per working directory.
 
-    runs     one row per `loracompose run`: experiment, spec text, executor, machine, start, end, wall time
+    runs     one row per `loracompose run`: experiment, spec text, executor, machine, code version (git
+             commit, "+local-changes" when the package was edited), start, end, wall time
     results  one row per experiment × model × task × prompt set × condition × target × seed:
              hard and soft accuracy with their 95% intervals (for several attributes, hard is the joint
-             accuracy and soft the mean of the attributes' soft accuracies; each attribute's own figures
-             are in `attributes`), perplexity with its interval, distinct-1/2/3, the number of samples,
+             accuracy and soft the mean over samples of each sample's mean over attributes of P(target),
+             its interval a bootstrap of that mean over prompts; each attribute's own figures are in
+             `attributes`), perplexity with its interval, distinct-1/2/3, the number of samples,
              the stage keys and provenance (judges, settings, versions, git commit)
     samples  each sample of a result: prompt, sample index, text, hits and soft scores per attribute,
              NLL and token count — what the report pools over seeds and pairs for its tests
@@ -18,13 +20,18 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
+
+from loracompose.evaluate.significance import bootstrap_mean
+
 IDENTITY = ("experiment", "model", "task", "prompt_set", "condition", "target", "seed")
 METRICS = ("hard", "hard_low", "hard_high", "soft", "soft_low", "soft_high", "perplexity", "perplexity_low",
            "perplexity_high", "distinct_1", "distinct_2", "distinct_3", "n")
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL, spec TEXT, executor TEXT, machine TEXT,
-    started TEXT, finished TEXT, wall_seconds REAL, status TEXT, log TEXT, units INTEGER, stages_run TEXT);
+    started TEXT, finished TEXT, wall_seconds REAL, status TEXT, log TEXT, units INTEGER, stages_run TEXT,
+    code_version TEXT);
 CREATE TABLE IF NOT EXISTS results (
     {", ".join(f"{c} {'INTEGER' if c == 'seed' else 'TEXT'} NOT NULL" for c in IDENTITY)},
     {", ".join(f"{c} REAL" for c in METRICS)},
@@ -37,18 +44,37 @@ CREATE TABLE IF NOT EXISTS samples (
 """
 
 
+def _joint_soft(metrics: dict) -> dict:
+    """Soft accuracy over several attributes: the mean over samples of each sample's mean over attributes
+    of P(target | text), with the evaluation's own bootstrap (prompts resampled, same resamples, confidence
+    and seed) of that mean. One attribute: the evaluation's figure as it is.
+
+    Averaging the attributes' interval ends instead would not be an interval of anything: the ends of
+    two intervals are not reached on the same resamples."""
+    attributes = metrics["attributes"]
+    if len(attributes) == 1:
+        return next(iter(attributes.values()))["soft_accuracy"]
+    samples = metrics.get("samples") or []
+    if not samples:  # no per-sample data to resample: the mean alone
+        return {"value": float(np.mean([a["soft_accuracy"]["value"] for a in attributes.values()])),
+                "ci": [None, None]}
+    bootstrap = (metrics.get("provenance") or {}).get("bootstrap") or {}
+    scores = [float(np.mean([s["soft"][a] for a in attributes])) for s in samples]
+    ci = bootstrap_mean(scores, resamples=bootstrap.get("resamples", 10_000),
+                        confidence=bootstrap.get("confidence", 0.95), seed=bootstrap.get("seed", 0),
+                        groups=[s["prompt"] for s in samples])
+    return {"value": ci.estimate, "ci": [ci.low, ci.high]}
+
+
 def _summary(metrics: dict) -> dict:
     attributes = metrics["attributes"]
     hard = metrics.get("joint_hard_accuracy") or next(iter(attributes.values()))["hard_accuracy"]
-    softs = [a["soft_accuracy"] for a in attributes.values()]
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    soft = _joint_soft(metrics)
     fluency = metrics.get("fluency") or {}
     ci = fluency.get("ci") or [None, None]
     d = metrics["diversity"]
     return {"hard": hard["value"], "hard_low": hard["ci"][0], "hard_high": hard["ci"][1],
-            # Several attributes: the mean of their soft accuracies and of their interval ends.
-            "soft": mean([s["value"] for s in softs]), "soft_low": mean([s["ci"][0] for s in softs]),
-            "soft_high": mean([s["ci"][1] for s in softs]),
+            "soft": soft["value"], "soft_low": soft["ci"][0], "soft_high": soft["ci"][1],
             "perplexity": fluency.get("perplexity"), "perplexity_low": ci[0], "perplexity_high": ci[1],
             "distinct_1": d["distinct_1"], "distinct_2": d["distinct_2"], "distinct_3": d["distinct_3"],
             "n": metrics["generations"]["records"]}
@@ -61,6 +87,10 @@ class Store:
         self.db = sqlite3.connect(self.path)
         self.db.row_factory = sqlite3.Row
         self.db.executescript(SCHEMA)
+        columns = {row["name"] for row in self.db.execute("PRAGMA table_info(runs)")}
+        if "code_version" not in columns:  # a database written before runs recorded their code
+            with self.db:
+                self.db.execute("ALTER TABLE runs ADD COLUMN code_version TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -71,11 +101,12 @@ class Store:
     def __exit__(self, *exc):
         self.close()
 
-    def start_run(self, experiment: str, spec: str, executor: str, machine: str, started: str, log: str) -> int:
+    def start_run(self, experiment: str, spec: str, executor: str, machine: str, started: str, log: str,
+                  commit: str | None = None) -> int:
         with self.db:
             cursor = self.db.execute(
-                "INSERT INTO runs (experiment, spec, executor, machine, started, status, log) VALUES (?,?,?,?,?,?,?)",
-                (experiment, spec, executor, machine, started, "running", log))
+                "INSERT INTO runs (experiment, spec, executor, machine, started, status, log, code_version) "
+                "VALUES (?,?,?,?,?,?,?,?)", (experiment, spec, executor, machine, started, "running", log, commit))
         return int(cursor.lastrowid)
 
     def finish_run(self, run_id: int, finished: str, wall_seconds: float, status: str, units: int,

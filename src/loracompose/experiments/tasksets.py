@@ -19,7 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from loracompose.data import BUILTIN_DATASETS, Mixing
 from loracompose.errors import LoraComposeError
+from loracompose.evaluate.attributes import ATTRIBUTES
+from loracompose.experiments.validate import fail, mapping, str_list
+from loracompose.modules import module_name
 
 SETS = {
     "sentiment": {"attributes": ("sentiment",), "datasets": ("imdb", "rotten_tomatoes", "tweets"),
@@ -31,6 +35,17 @@ SETS = {
 }
 COMPOSED = ("weights-average", "output-sum", "delta-sum", "ties", "logit-sum", "learn-weights")
 TASK_KEYS = {"set", "targets", "datasets", "conditions", "mixing"}
+
+
+@dataclass
+class TaskSpec:
+    """One `tasks[i]` entry of a spec, checked and with its defaults expanded."""
+
+    set: str  # built-in task set
+    targets: list[str]  # labels (sentiment, topic) or "label+label" pairs (multi)
+    datasets: list[str]  # datasets whose modules are trained (multi: sentiment datasets; topic: bbc)
+    conditions: list[str]  # condition names, already expanded (`single` → `single:<dataset>`)
+    mixing: str = "balanced"  # combined training: concat | balanced | temperature:T
 
 
 @dataclass(frozen=True)
@@ -63,14 +78,10 @@ class Cell:
 
 
 def _attribute_datasets(attribute: str) -> list[str]:
-    from loracompose.data import BUILTIN_DATASETS
-
     return [name for name, d in BUILTIN_DATASETS.items() if d.attribute == attribute]
 
 
 def _labels(attribute: str) -> tuple[str, ...]:
-    from loracompose.evaluate.attributes import ATTRIBUTES
-
     return ATTRIBUTES[attribute].labels
 
 
@@ -80,38 +91,35 @@ def _all_targets(set_name: str) -> list[str]:
     return list(_labels(SETS[set_name]["attributes"][0]))
 
 
-def check_task(entry, path: str):
+def check_task(entry, path: str) -> TaskSpec:
     """Validate one `tasks[i]` entry; expand its defaults and `single`."""
-    from loracompose.data import BUILTIN_DATASETS
-    from loracompose.experiments.spec import TaskSpec, _fail, _mapping, _str_list
-
     if isinstance(entry, str):
         entry = {"set": entry}
-    entry = _mapping(entry, path, TASK_KEYS)
+    entry = mapping(entry, path, TASK_KEYS)
     if "set" not in entry:
-        raise _fail(f"{path}.set", f"missing; accepted task sets: {', '.join(SETS)}")
+        raise fail(f"{path}.set", f"missing; accepted task sets: {', '.join(SETS)}")
     set_name = entry["set"]
     if set_name not in SETS:
-        raise _fail(f"{path}.set", f"unknown task set {set_name!r}; accepted: {', '.join(SETS)}")
+        raise fail(f"{path}.set", f"unknown task set {set_name!r}; accepted: {', '.join(SETS)}")
     definition = SETS[set_name]
-    datasets = _str_list(entry.get("datasets", list(definition["datasets"])), f"{path}.datasets")
+    datasets = str_list(entry.get("datasets", list(definition["datasets"])), f"{path}.datasets")
     allowed = [d for a in definition["attributes"] for d in _attribute_datasets(a)]
     for i, d in enumerate(datasets):
         if d not in allowed:
-            raise _fail(f"{path}.datasets[{i}]", f"unknown dataset {d!r} for task set {set_name}; "
+            raise fail(f"{path}.datasets[{i}]", f"unknown dataset {d!r} for task set {set_name}; "
                                                  f"accepted: {', '.join(allowed)}")
     for attribute in definition["attributes"]:
         if not any(BUILTIN_DATASETS[d].attribute == attribute for d in datasets):
-            raise _fail(f"{path}.datasets", f"task set {set_name} needs a {attribute} dataset; "
+            raise fail(f"{path}.datasets", f"task set {set_name} needs a {attribute} dataset; "
                                             f"accepted: {', '.join(_attribute_datasets(attribute))}")
-    targets = _str_list(entry.get("targets", _all_targets(set_name)), f"{path}.targets")
+    targets = str_list(entry.get("targets", _all_targets(set_name)), f"{path}.targets")
     for i, target in enumerate(targets):
         if target not in _all_targets(set_name):
-            raise _fail(f"{path}.targets[{i}]", f"unknown target {target!r} for task set {set_name}; "
+            raise fail(f"{path}.targets[{i}]", f"unknown target {target!r} for task set {set_name}; "
                                                 f"accepted: {', '.join(_all_targets(set_name))}")
     conditions = []
     singles = [f"single:{d}" for d in datasets]
-    for i, name in enumerate(_str_list(entry.get("conditions", list(definition["conditions"])),
+    for i, name in enumerate(str_list(entry.get("conditions", list(definition["conditions"])),
                                        f"{path}.conditions")):
         if name == "single" and "single" in definition["conditions"]:
             conditions += singles
@@ -119,23 +127,18 @@ def check_task(entry, path: str):
             conditions.append(name)
         else:
             accepted = [c for c in definition["conditions"]] + (singles if "single" in definition["conditions"] else [])
-            raise _fail(f"{path}.conditions[{i}]", f"unknown condition {name!r} for task set {set_name}; "
+            raise fail(f"{path}.conditions[{i}]", f"unknown condition {name!r} for task set {set_name}; "
                                                    f"accepted: {', '.join(accepted)}")
     mixing = entry.get("mixing", "balanced")
-    from loracompose.data import Mixing
-
     try:
         Mixing.parse(mixing)
     except LoraComposeError as exc:
-        raise _fail(f"{path}.mixing", str(exc)) from None
+        raise fail(f"{path}.mixing", str(exc)) from None
     return TaskSpec(set_name, targets, datasets, list(dict.fromkeys(conditions)), mixing)
 
 
-def cells(task) -> list[Cell]:
+def cells(task: TaskSpec) -> list[Cell]:
     """The task's cells, one per target, with their modules and conditions."""
-    from loracompose.data import BUILTIN_DATASETS
-    from loracompose.modules import module_name
-
     mixing = task.mixing
     out = []
     for target in task.targets:
