@@ -45,7 +45,7 @@ def run(settings: Settings, model_dir: str) -> dict:
         mixed = [{"modules": c, "method": "output-sum"} for c in compositions(list(paths), settings.mixed_requests)]
         loads = {"mixed": mixed, "shared": [mixed[len(mixed) - 1]]}
         results = {}
-        with serve_in_background(settings.model, str(modules_dir)) as url:
+        with serve_in_background(settings.model, str(modules_dir), judges="none") as url:  # no judge load
             for name, comps in loads.items():
                 results[name] = run_load_test(url, comps, clients=clients, requests=requests,
                                               max_tokens=max_tokens, seed=0)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 from loracompose.errors import LoraComposeError
+from loracompose.serve.settings import ServeSettings
+
+DEFAULTS = ServeSettings()  # the flags' defaults are the settings' own (tests/test_cli_defaults.py)
 
 
 def cmd_serve(args) -> None:
@@ -14,7 +17,6 @@ def cmd_serve(args) -> None:
         raise LoraComposeError("serving needs the 'serve' extra: pip install 'loracompose[serve]'") from None
     from loracompose.serve.app import create_app
     from loracompose.serve.engine import Engine
-    from loracompose.serve.settings import ServeSettings
 
     api_key = args.api_key or os.environ.get("LORACOMPOSE_API_KEY") or None
     settings = ServeSettings(host=args.host, port=args.port, api_key=api_key, max_batch_rows=args.max_batch_rows,
@@ -45,24 +47,24 @@ def register(sub) -> None:
     serve.add_argument("--model", default="smollm2-135m", help="packaged name, local HF directory or hub id")
     serve.add_argument("--modules", default=None, help="directory of modules (requests name them)")
     serve.add_argument("--quantize", choices=["nf4", "none"], default="none", help="base weights (default dense)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default=DEFAULTS.host, help="address to bind (default loopback only)")
+    serve.add_argument("--port", type=int, default=DEFAULTS.port)
     serve.add_argument("--api-key", default=None,
                        help="require 'Authorization: Bearer KEY' (default: $LORACOMPOSE_API_KEY, else none)")
     serve.add_argument("--allowed-host", action="append", metavar="NAME",
                        help="without an API key, also answer requests for this Host name (repeatable; default: "
                             "loopback and --host only, against DNS rebinding)")
-    serve.add_argument("--max-batch-rows", type=int, default=16, help="forward rows per batch")
-    serve.add_argument("--max-queue", type=int, default=64, help="queued requests before 429")
-    serve.add_argument("--batch-window", type=float, default=0.01, help="seconds to wait for a batch to fill")
-    serve.add_argument("--request-timeout", type=float, default=120.0, help="seconds before a request is cancelled")
-    serve.add_argument("--max-tokens-cap", type=int, default=256)
-    serve.add_argument("--default-max-tokens", type=int, default=64)
-    serve.add_argument("--max-prompt-tokens", type=int, default=1024)
-    serve.add_argument("--max-n", type=int, default=8, help="choices per request")
-    serve.add_argument("--min-weight", type=float, default=-2.0)
-    serve.add_argument("--max-weight", type=float, default=2.0)
-    serve.add_argument("--judges", default="auto",
+    serve.add_argument("--max-batch-rows", type=int, default=DEFAULTS.max_batch_rows, help="forward rows per batch")
+    serve.add_argument("--max-queue", type=int, default=DEFAULTS.max_queue, help="queued requests before 429")
+    serve.add_argument("--batch-window", type=float, default=DEFAULTS.batch_window_s, help="seconds to wait for a batch to fill")
+    serve.add_argument("--request-timeout", type=float, default=DEFAULTS.request_timeout_s, help="seconds before a request is cancelled")
+    serve.add_argument("--max-tokens-cap", type=int, default=DEFAULTS.max_tokens_cap)
+    serve.add_argument("--default-max-tokens", type=int, default=DEFAULTS.default_max_tokens)
+    serve.add_argument("--max-prompt-tokens", type=int, default=DEFAULTS.max_prompt_tokens)
+    serve.add_argument("--max-n", type=int, default=DEFAULTS.max_n, help="choices per request")
+    serve.add_argument("--min-weight", type=float, default=DEFAULTS.min_weight)
+    serve.add_argument("--max-weight", type=float, default=DEFAULTS.max_weight)
+    serve.add_argument("--judges", default=DEFAULTS.judges,
                        help="playground scores: auto (the modules' attributes), none, or attributes, comma-separated")
     serve.set_defaults(func=cmd_serve)
 

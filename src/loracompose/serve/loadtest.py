@@ -220,7 +220,7 @@ def bench(args) -> dict:
     if args.url:
         summary = run(args.url)
     else:
-        with serve_in_background(args.model, args.modules, api_key=args.api_key,
+        with serve_in_background(args.model, args.modules, api_key=args.api_key, judges="none",  # no judge load
                                  max_batch_rows=args.max_batch_rows, max_queue=args.max_queue,
                                  max_tokens_cap=max(256, args.max_tokens)) as url:
             summary = run(url)

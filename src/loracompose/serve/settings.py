@@ -23,7 +23,7 @@ class ServeSettings:
     min_weight: float = -2.0  # accepted range of a composition weight
     max_weight: float = 2.0
     max_body_bytes: int = 1_000_000  # larger request bodies are refused (413)
-    judges: str = "none"  # playground scores: "auto" (modules' attributes), "none", or a comma list
+    judges: str = "auto"  # playground scores: "auto" (modules' attributes), "none", or a comma list
     allowed_hosts: tuple[str, ...] = ()  # Host names served without an API key besides loopback and `host`
 
     def __post_init__(self):
