@@ -56,8 +56,10 @@ def register(sub) -> None:
                             "loopback and --host only, against DNS rebinding)")
     serve.add_argument("--max-batch-rows", type=int, default=DEFAULTS.max_batch_rows, help="forward rows per batch")
     serve.add_argument("--max-queue", type=int, default=DEFAULTS.max_queue, help="queued requests before 429")
-    serve.add_argument("--batch-window", type=float, default=DEFAULTS.batch_window_s, help="seconds to wait for a batch to fill")
-    serve.add_argument("--request-timeout", type=float, default=DEFAULTS.request_timeout_s, help="seconds before a request is cancelled")
+    serve.add_argument("--batch-window", type=float, default=DEFAULTS.batch_window_s,
+                       help="seconds to wait for a batch to fill")
+    serve.add_argument("--request-timeout", type=float, default=DEFAULTS.request_timeout_s,
+                       help="seconds before a request is cancelled")
     serve.add_argument("--max-tokens-cap", type=int, default=DEFAULTS.max_tokens_cap)
     serve.add_argument("--default-max-tokens", type=int, default=DEFAULTS.default_max_tokens)
     serve.add_argument("--max-prompt-tokens", type=int, default=DEFAULTS.max_prompt_tokens)
