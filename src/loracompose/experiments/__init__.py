@@ -1,9 +1,9 @@
 """Experiments: the study's grid as one command, cached and resumable, with a report.
 
-    spec.py       YAML experiment specs, validated (every error names its field)
+    spec.py       YAML experiment specs, validated (every error names its field), into typed settings
+    validate.py   the checks of YAML values that spec.py and tasksets.py share (a leaf module)
     tasksets.py   built-in task sets (sentiment, topic, multi): modules to train and conditions
-    prompts.py    prompt sets: PPLM and held-out openings of each dataset's test split
-    cache.py      content hashes of stage inputs; finished stages on disk
+    cache.py      content hashes of stage inputs and of each stage's code; finished stages on disk
     stages.py     train, compose, generate, evaluate: one cached function each
     plan.py       a spec → the jobs of its grid, with their dependencies
     store.py      results in SQLite (one row per model × task × condition × target × seed)
