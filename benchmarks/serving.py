@@ -3,7 +3,7 @@
     mixed    each request carries one of the 16 mixed-batch compositions (drawn by a seeded generator)
     shared   every request carries the same composition (the largest of those 16)
 
-The server runs in this process's background (`loracompose.serve.loadtest.serve_in_background`)
+The server runs in this process's background (`loracompose.serve.background.serve_in_background`)
 and `run_load_test` drives it over loopback. The figure needs the serving
 package (`loracompose.serve`); without it, it is recorded as skipped with the reason.
 """
@@ -33,7 +33,8 @@ def run(settings: Settings, model_dir: str) -> dict:
     reason = missing_reason()
     if reason:
         return {"skipped": reason}
-    from loracompose.serve.loadtest import run_load_test, serve_in_background
+    from loracompose.serve.background import serve_in_background
+    from loracompose.serve.loadtest import run_load_test
 
     clients, requests, max_tokens = (4, 16, 4) if settings.quick else (32, 200, 16)
     with tempfile.TemporaryDirectory() as tmp:

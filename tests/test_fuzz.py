@@ -108,7 +108,7 @@ def raw(body) -> bytes:
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir, tmp_path_factory):
-    from loracompose.serve.loadtest import serve_in_background
+    from loracompose.serve.background import serve_in_background
 
     modules = make_modules(tiny_model_dir, tmp_path_factory.mktemp("fuzz-modules"))
     with serve_in_background(str(tiny_model_dir), str(modules), max_tokens_cap=4, default_max_tokens=2, max_n=3,

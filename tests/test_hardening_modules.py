@@ -143,7 +143,7 @@ def test_two_directories_claiming_one_name_are_refused(corrupt_dir, tmp_path, go
 
 
 def test_a_server_with_bad_modules_serves_the_good_ones(tiny_model_dir, corrupt_dir):
-    from loracompose.serve.loadtest import serve_in_background
+    from loracompose.serve.background import serve_in_background
 
     with serve_in_background(str(tiny_model_dir), str(corrupt_dir), judges="none") as url:
         models = httpx.get(f"{url}/v1/models")

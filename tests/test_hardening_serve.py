@@ -20,7 +20,7 @@ from loracompose.compose.fused import ComposedModel  # noqa: E402
 from loracompose.decoding import Decoder, SamplingConfig, Sequence, sample  # noqa: E402
 from loracompose.errors import LoraComposeError  # noqa: E402
 from loracompose.models import load_base  # noqa: E402
-from loracompose.serve.loadtest import serve_in_background  # noqa: E402
+from loracompose.serve.background import serve_in_background  # noqa: E402
 from loracompose.testing import random_adapter  # noqa: E402
 
 POS = "positive@tiny"

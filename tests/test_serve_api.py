@@ -14,7 +14,7 @@ from loracompose.compose.bank import ModuleBank  # noqa: E402
 from loracompose.decoding import SamplingConfig  # noqa: E402
 from loracompose.generate import Steerer  # noqa: E402
 from loracompose.models import load_base  # noqa: E402
-from loracompose.serve.loadtest import serve_in_background  # noqa: E402
+from loracompose.serve.background import serve_in_background  # noqa: E402
 
 POS, SPORT = "positive@tiny", "sport@tiny"
 

@@ -11,7 +11,7 @@ import pytest
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from serve_helpers import make_modules  # noqa: E402
-from loracompose.serve.loadtest import serve_in_background  # noqa: E402
+from loracompose.serve.background import serve_in_background  # noqa: E402
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser")
                              or "") if p and Path(p).is_file()), None)

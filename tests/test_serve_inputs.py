@@ -12,7 +12,7 @@ import pytest
 openai = pytest.importorskip("openai")
 
 from serve_helpers import make_modules  # noqa: E402
-from loracompose.serve.loadtest import serve_in_background  # noqa: E402
+from loracompose.serve.background import serve_in_background  # noqa: E402
 
 POS = "positive@tiny"
 

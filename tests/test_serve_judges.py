@@ -12,7 +12,7 @@ from serve_helpers import make_modules  # noqa: E402
 from loracompose.errors import LoraComposeError  # noqa: E402
 from loracompose.evaluate.panel import JudgeSettings  # noqa: E402
 from loracompose.serve.judging import JudgeService, judged_attributes  # noqa: E402
-from loracompose.serve.loadtest import serve_in_background  # noqa: E402
+from loracompose.serve.background import serve_in_background  # noqa: E402
 
 # The small panel the evaluation tests train (cached on disk, so usually already there).
 TEST_SETTINGS = JudgeSettings(embed_per_label=80, ngram_per_label=1500, test_per_label=100)

@@ -9,7 +9,8 @@ pytest.importorskip("httpx")
 
 from serve_helpers import MODULES, make_modules  # noqa: E402
 from loracompose.errors import LoraComposeError  # noqa: E402
-from loracompose.serve.loadtest import random_compositions, run_load_test, serve_in_background  # noqa: E402
+from loracompose.serve.background import serve_in_background  # noqa: E402
+from loracompose.serve.loadtest import random_compositions, run_load_test  # noqa: E402
 
 
 def test_load_test_answers_every_request_without_5xx_and_bounded_memory(tiny_model_dir, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 
 from loracompose.errors import LoraComposeError
@@ -36,10 +38,54 @@ def cmd_serve(args) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
-def cmd_serve_bench(args) -> None:
-    from loracompose.serve.loadtest import bench
+def cmd_serve_bench(args) -> dict:
+    """Run the load test as the CLI asks: against --url, or a server started here."""
+    import httpx
 
-    bench(args)
+    from loracompose.serve.background import serve_in_background
+    from loracompose.serve.loadtest import compositions_for, run_load_test
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+
+    def run(url: str) -> dict:
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        listing = httpx.get(f"{url}/v1/models", headers=headers, timeout=30).json()["data"]
+        names = [m["id"] for m in listing if m.get("kind") == "module"]
+        return run_load_test(url, compositions_for(args.mix, names, args.compositions, args.seed), args.clients,
+                             args.requests, args.max_tokens, args.api_key, args.seed, time_limit_s=args.time_limit)
+
+    if args.url:
+        summary = run(args.url)
+    else:
+        with serve_in_background(args.model, args.modules, api_key=args.api_key, judges="none",  # no judge load
+                                 max_batch_rows=args.max_batch_rows, max_queue=args.max_queue,
+                                 max_tokens_cap=max(256, args.max_tokens)) as url:
+            summary = run(url)
+    summary["mix"] = args.mix
+    text = json.dumps(summary, indent=2)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text + "\n")
+    print(text)
+    return summary
+
+
+def add_bench_arguments(parser) -> None:
+    parser.add_argument("--url", default=None, help="a running server (loopback); default: start one in-process")
+    parser.add_argument("--model", default="smollm2-135m", help="in-process server: the base model")
+    parser.add_argument("--modules", default=None, help="in-process server: the modules directory")
+    parser.add_argument("--mix", choices=["mixed", "shared", "base"], default="mixed",
+                        help="random compositions, one shared composition (of all modules), or the base only")
+    parser.add_argument("--compositions", type=int, default=8, help="mixed: how many distinct compositions")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--max-batch-rows", type=int, default=16, help="in-process server: batch rows")
+    parser.add_argument("--max-queue", type=int, default=64, help="in-process server: queue bound")
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds; the run stops by then")
+    parser.add_argument("--out", default=None, help="write the summary as JSON")
 
 
 def register(sub) -> None:
@@ -71,7 +117,5 @@ def register(sub) -> None:
     serve.set_defaults(func=cmd_serve)
 
     bench = sub.add_parser("serve-bench", help="load-test a server (started in-process unless --url)")
-    from loracompose.serve.loadtest import add_arguments
-
-    add_arguments(bench)
+    add_bench_arguments(bench)
     bench.set_defaults(func=cmd_serve_bench)

@@ -1,8 +1,10 @@
-"""A bounded load test of a running server, and a server started in-process for it.
+"""A bounded load test of a running server (its client side).
 
     run_load_test(base_url, compositions, clients=32, requests=200, ...) → summary dict
-    serve_in_background(model_spec, modules_dir, **settings) → context manager yielding the base URL
-    python -m loracompose.serve.loadtest --model M --modules D   (or `loracompose serve-bench`)
+    random_compositions(module_names, count) → compositions for it
+
+`loracompose serve-bench` runs it from the command line (serve/cli.py), against a server
+started in-process by `serve.background.serve_in_background` unless given --url.
 
 `clients` concurrent workers share `requests` completions; each request takes a
 composition from `compositions` (None = the base) and a PPLM prompt, both drawn
@@ -13,30 +15,13 @@ then are cancelled and counted), so it always stops by itself.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import json
 import random
-import socket
 import statistics
-import threading
 import time
-from ipaddress import ip_address
-from urllib.parse import urlparse
 
 from loracompose.errors import LoraComposeError
-
-
-def _check_loopback(base_url: str) -> None:
-    host = urlparse(base_url).hostname or ""
-    try:
-        loopback = host == "localhost" or ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise LoraComposeError(f"the load test only targets loopback addresses (127.0.0.0/8, ::1, localhost); "
-                               f"got '{host}'")
+from loracompose.serve.background import check_loopback
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -59,7 +44,7 @@ def run_load_test(base_url: str, compositions: list[dict | None], clients: int =
 
     from loracompose.generate import PPLM_PROMPTS
 
-    _check_loopback(base_url)
+    check_loopback(base_url)
     if clients < 1 or requests < 1 or max_tokens < 1 or not compositions:
         raise LoraComposeError("the load test needs clients, requests and max_tokens >= 1 and one composition")
     rng = random.Random(seed)
@@ -121,44 +106,6 @@ def run_load_test(base_url: str, compositions: list[dict | None], clients: int =
     }
 
 
-@contextlib.contextmanager
-def serve_in_background(model_spec: str, modules_dir: str | None, quantize: str | None = None,
-                        judge_service=None, **settings):
-    """Load the model, serve it on a free loopback port in a thread, yield the base URL; stop on exit.
-
-    settings: `ServeSettings` fields; judge_service: a `judging.JudgeService` (default: from settings.judges).
-    """
-    import uvicorn
-
-    from loracompose.serve.app import create_app
-    from loracompose.serve.engine import Engine
-    from loracompose.serve.settings import ServeSettings
-
-    config = ServeSettings(**{"host": "127.0.0.1", "port": 0, **settings})
-    _check_loopback(f"http://{config.host}")
-    engine = Engine.load(model_spec, modules_dir, config, quantize=quantize)
-    app = create_app(engine, config.api_key, judge_service)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="loracompose-uvicorn",
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise LoraComposeError("the in-process server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://{config.host}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        app.state.scheduler.stop()
-        sock.close()
-
-
 def random_compositions(module_names: list[str], count: int = 8, seed: int = 0,
                         methods: tuple[str, ...] = ("output-sum",)) -> list[dict | None]:
     """`count` compositions over the modules: the base, single modules and random mixes."""
@@ -170,68 +117,9 @@ def random_compositions(module_names: list[str], count: int = 8, seed: int = 0,
     return result
 
 
-def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None):
-    parser = parser or argparse.ArgumentParser(prog="python -m loracompose.serve.loadtest", description=__doc__)
-    add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=None, help="a running server (loopback); default: start one in-process")
-    parser.add_argument("--model", default="smollm2-135m", help="in-process server: the base model")
-    parser.add_argument("--modules", default=None, help="in-process server: the modules directory")
-    parser.add_argument("--mix", choices=["mixed", "shared", "base"], default="mixed",
-                        help="random compositions, one shared composition (of all modules), or the base only")
-    parser.add_argument("--compositions", type=int, default=8, help="mixed: how many distinct compositions")
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--max-batch-rows", type=int, default=16, help="in-process server: batch rows")
-    parser.add_argument("--max-queue", type=int, default=64, help="in-process server: queue bound")
-    parser.add_argument("--api-key", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds; the run stops by then")
-    parser.add_argument("--out", default=None, help="write the summary as JSON")
-
-
 def compositions_for(mix: str, names: list[str], count: int, seed: int) -> list[dict | None]:
     if mix == "base" or not names:
         return [None]
     if mix == "shared":
         return [{"modules": {n: 1.0 for n in names}, "method": "output-sum"}]
     return random_compositions(names, count, seed)
-
-
-def bench(args) -> dict:
-    """Run the load test as the CLI asks: against --url, or a server started here."""
-    import logging
-
-    import httpx
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-
-    def run(url: str) -> dict:
-        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-        listing = httpx.get(f"{url}/v1/models", headers=headers, timeout=30).json()["data"]
-        names = [m["id"] for m in listing if m.get("kind") == "module"]
-        return run_load_test(url, compositions_for(args.mix, names, args.compositions, args.seed), args.clients,
-                             args.requests, args.max_tokens, args.api_key, args.seed, time_limit_s=args.time_limit)
-
-    if args.url:
-        summary = run(args.url)
-    else:
-        with serve_in_background(args.model, args.modules, api_key=args.api_key, judges="none",  # no judge load
-                                 max_batch_rows=args.max_batch_rows, max_queue=args.max_queue,
-                                 max_tokens_cap=max(256, args.max_tokens)) as url:
-            summary = run(url)
-    summary["mix"] = args.mix
-    text = json.dumps(summary, indent=2)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text + "\n")
-    print(text)
-    return summary
-
-
-if __name__ == "__main__":
-    bench(parse_args())
