@@ -45,3 +45,17 @@ def test_load_test_answers_every_request_without_5xx_and_bounded_memory(tiny_mod
 def test_load_test_refuses_other_hosts():
     with pytest.raises(LoraComposeError, match="only targets loopback addresses"):
         run_load_test("http://10.0.0.1:8000", [None])
+
+
+def test_serve_bench_command_runs_the_load_test_on_its_own_server(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from loracompose.cli import main
+
+    modules_dir = make_modules(tiny_model_dir, tmp_path)
+    out = tmp_path / "bench.json"
+    code = main(["serve-bench", "--model", str(tiny_model_dir), "--modules", str(modules_dir), "--mix", "shared",
+                 "--clients", "2", "--requests", "4", "--max-tokens", "2", "--out", str(out)])
+    summary = json.loads(out.read_text())
+    assert code in (0, None) and summary["mix"] == "shared" and summary["ok"] == 4 and summary["requests"] == 4
+    assert json.loads(capsys.readouterr().out) == summary
