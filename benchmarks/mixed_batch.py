@@ -59,7 +59,7 @@ def run(settings: Settings, model_dir: str) -> dict:
     from loracompose.compose.bank import ModuleBank
     from loracompose.compose.fused import ComposedModel
     from loracompose.decoding import SamplingConfig, row_seed, sample
-    from loracompose.generate import PPLM_PROMPTS
+    from loracompose.prompts import PPLM_PROMPTS
     from loracompose.models import load_base
 
     with tempfile.TemporaryDirectory() as tmp:

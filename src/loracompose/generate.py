@@ -1,4 +1,4 @@
-"""Generation with a composition: prompt sets, templates, and JSONL records.
+"""Generation with a composition: templates and JSONL records (prompt sets: `loracompose.prompts`).
 
 One call = prompts × seeds × samples continuations of one composition
 {module: weight} under one method. Every record carries what is needed to
@@ -18,7 +18,6 @@ from loracompose.compose.weight_methods import MergeOptions
 from loracompose.decoding import SamplingConfig, row_seed, sample
 from loracompose.errors import LoraComposeError
 from loracompose.models import linear_layers
-from loracompose.prompts import PPLM_PROMPTS, load_prompts  # noqa: F401  (their home: loracompose.prompts)
 
 INSTRUCT_TEMPLATE = 'Write a fluent English story starting with "{prompt}" with {targets}.'
 

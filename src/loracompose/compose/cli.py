@@ -83,7 +83,7 @@ def _steering(args):
 
 def cmd_generate(args) -> None:
     from loracompose.compose import parse_composition
-    from loracompose.generate import load_prompts
+    from loracompose.prompts import load_prompts
 
     steering = _steering(args)
     if steering:

@@ -42,7 +42,7 @@ def run_load_test(base_url: str, compositions: list[dict | None], clients: int =
     """
     import httpx
 
-    from loracompose.generate import PPLM_PROMPTS
+    from loracompose.prompts import PPLM_PROMPTS
 
     check_loopback(base_url)
     if clients < 1 or requests < 1 or max_tokens < 1 or not compositions:
