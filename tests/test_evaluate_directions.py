@@ -114,9 +114,7 @@ def test_cli_both_directions_prints_each_the_mean_and_calibration(files, tiny_mo
     from loracompose.evaluate import calibration
 
     monkeypatch.setattr(calibration, "neutral_texts", lambda: {"neutral set": ["It is a car.", "The road is long."]})
-    import loracompose.paths
-
-    monkeypatch.setattr(loracompose.paths, "cache_dir", lambda: tmp_path / "cache")  # the calibration's cache only
+    monkeypatch.setattr(calibration, "cache_dir", lambda: tmp_path / "cache")  # the calibration's cache only
     out = tmp_path / "m.json"
     code = main(["evaluate", "--positive", str(files["pos"]), "--negative", str(files["neg"]),
                  "--baseline", str(files["base"]), "--reference", str(tiny_model_dir), "--resamples", "500",

@@ -18,6 +18,7 @@ import json
 import random
 from pathlib import Path
 
+from loracompose.data import BUILTIN_DATASETS, load_attribute_dataset
 from loracompose.errors import LoraComposeError
 
 # The 15 sentiment ("discriminator") prompts of PPLM (Dathathri et al., 2020), reused by DExperts and
@@ -69,8 +70,6 @@ def neutral_prompts(per_topic: int = NEUTRAL_PER_TOPIC, words: int = NEUTRAL_WOR
     """
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from loracompose.data import load_attribute_dataset
-
     dataset = load_attribute_dataset(NEUTRAL_DATASET)
     vader = SentimentIntensityAnalyzer()
     prompts: list[str] = []
@@ -90,8 +89,6 @@ def neutral_prompts(per_topic: int = NEUTRAL_PER_TOPIC, words: int = NEUTRAL_WOR
 @functools.lru_cache(maxsize=None)
 def heldout_prompts(dataset: str, n: int, words: int, seed: int = 0) -> tuple[str, ...]:
     """`n` distinct openings of `words` words from the dataset's test split, in a seeded order."""
-    from loracompose.data import load_attribute_dataset
-
     texts = load_attribute_dataset(dataset).texts("test")
     order = random.Random(f"{seed}:heldout:{dataset}").sample(range(len(texts)), len(texts))
     openings: list[str] = []
@@ -112,8 +109,6 @@ def accepted() -> str:
 
 def check_prompt_set(spec: str) -> None:
     """Raise a LoraComposeError naming what is accepted unless `spec` names a prompt set."""
-    from loracompose.data import BUILTIN_DATASETS
-
     if spec in BUILTIN_SETS:
         return
     if spec.startswith(HELDOUT_PREFIX):

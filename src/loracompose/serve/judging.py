@@ -15,14 +15,15 @@ import threading
 import numpy as np
 
 from loracompose.errors import LoraComposeError
+from loracompose.evaluate.attributes import ATTRIBUTES
+from loracompose.evaluate.ensemble import Verdicts
+from loracompose.evaluate.panel import judge_panel
 
 log = logging.getLogger(__name__)
 
 
 def judged_attributes(spec: str, module_attributes: list[str | None]) -> list[str]:
     """'none' → []; 'auto' → the modules' attributes that have built-in judges; else a comma list."""
-    from loracompose.evaluate.attributes import ATTRIBUTES
-
     if spec == "none":
         return []
     if spec == "auto":
@@ -45,8 +46,6 @@ class JudgeService:
             threading.Thread(target=self._load, name="loracompose-judges", daemon=True).start()
 
     def _load(self) -> None:
-        from loracompose.evaluate.panel import judge_panel
-
         for attribute in self.attributes:
             try:
                 if self.settings is None:
@@ -64,8 +63,6 @@ class JudgeService:
         return {"attributes": self.attributes, "ready": ready, "pending": pending, "failed": dict(self.failed)}
 
     def score(self, text: str) -> dict:
-        from loracompose.evaluate.ensemble import Verdicts
-
         scores = {}
         with self.lock:
             for attribute, panel in list(self.panels.items()):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loracompose.compose.methods import METHODS, SERVED_METHODS
-from loracompose.steer import DEFAULT_STRENGTH
+from loracompose.steer import DEFAULT_STRENGTH, STRATEGIES
 
 # OpenAI fields accepted only when they ask for nothing: field → the neutral values.
 _NEUTRAL = {"presence_penalty": (0, 0.0), "frequency_penalty": (0, 0.0), "logprobs": (False, 0),
@@ -55,8 +55,6 @@ class Steer(Strict):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, strategy: str) -> str:
-        from loracompose.steer import STRATEGIES
-
         if strategy not in STRATEGIES:
             shown = strategy.encode("utf-8", "backslashreplace").decode("utf-8")[:40]
             raise ValueError(f"unknown strategy '{shown}'; accepted: {', '.join(STRATEGIES)}")
