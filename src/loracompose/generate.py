@@ -18,7 +18,7 @@ from loracompose.compose.weight_methods import MergeOptions
 from loracompose.decoding import SamplingConfig, row_seed, sample
 from loracompose.errors import LoraComposeError
 from loracompose.models import linear_layers
-from loracompose.prompts import PPLM_PROMPTS, load_prompts  # noqa: F401  (their home is loracompose.prompts; kept importable here)
+from loracompose.prompts import PPLM_PROMPTS, load_prompts  # noqa: F401  (re-exported; home: prompts)
 
 INSTRUCT_TEMPLATE = 'Write a fluent English story starting with "{prompt}" with {targets}.'
 
