@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
                                                     TopKLogitsWarper, TopPLogitsWarper)
+from loracompose.errors import LoraComposeError
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,6 @@ class SamplingConfig:
     batch_size: int = 16  # sequences per forward (times the members for logit-sum)
 
     def __post_init__(self):
-        from loracompose.errors import LoraComposeError
-
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.top_k < 0:
             raise LoraComposeError("max-new-tokens and batch-size must be at least 1, top-k at least 0 (0 = off)")
         if not 0 < self.top_p <= 1 or not self.temperature > 0:
@@ -165,6 +164,96 @@ class Decoder:
             self.sequences[index].finish_reason = "cancelled"
             self.finished[index] = True
 
+    # -- continuous batching: sequences join a running batch and leave it between steps ------------
+    # The batch stays one left-padded KV cache, exactly the layout of a batch prefilled together:
+    # row r holds its keys at the right end of the cache, padding (masked out) at the left, and its
+    # own position ids. A group that joins is prefilled on its own (its own Decoder, one step), then
+    # `absorb` pads whichever cache is shorter on the left and concatenates them along the batch;
+    # `compact` drops finished rows and the leading columns that only padding still fills.
+    def can_absorb(self, other: "Decoder") -> bool:
+        """Whether `other`'s cache can be merged into this one (both prefilled; cache layers that can be padded)."""
+        if self.out is None or other.out is None:
+            return False
+        width = max(self.mask.shape[1], other.mask.shape[1]) + 1  # the columns after the next step
+        return _paddable(self.out.cache, width) and _paddable(other.out.cache, width)
+
+    def absorb(self, other: "Decoder") -> None:
+        """Append `other`'s sequences (prefilled, same model and bank) to this batch, rows and cache included."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.out.cache.layers, other.out.cache.layers):
+            for name in ("keys", "values"):  # (rows, heads, T, head_dim), padded on the left to `width`
+                setattr(mine, name, torch.cat([_pad_left(getattr(mine, name), width, 2),
+                                               _pad_left(getattr(theirs, name), width, 2)]))
+            _set_length(mine, width)
+        self.mask = torch.cat([_pad_left(self.mask, width, 1), _pad_left(other.mask, width, 1)])
+        self.positions = torch.cat([self.positions[:, -1:], other.positions[:, -1:]])
+        steps = max(self.generated.shape[1], other.generated.shape[1])  # warpers read only its shape
+        self.generated = torch.cat([_pad_left(self.generated, steps, 1, self.pad),
+                                    _pad_left(other.generated, steps, 1, self.pad)])
+        if self.row_weights is None and other.row_weights is None:
+            weights = None
+        else:
+            n = (self.row_weights if self.row_weights is not None else other.row_weights).shape[1]
+            weights = torch.cat([torch.zeros(int(d.counts.sum()), n, device=self.device) if d.row_weights is None
+                                 else d.row_weights for d in (self, other)])
+        self.row_weights = weights
+        self.sequences = self.sequences + other.sequences
+        self.generators = self.generators + other.generators
+        self.errors_seen = self.errors_seen + other.errors_seen
+        self.finished = torch.cat([self.finished, other.finished])
+        self.counts = torch.cat([self.counts, other.counts])
+        self.groups = self._group()
+
+    def compact(self) -> list[Sequence]:
+        """Drop the finished sequences' rows from the batch (cache, mask, weights); returns them."""
+        keep = [b for b in range(len(self.sequences)) if not self.finished[b]]
+        if len(keep) == len(self.sequences):
+            return []
+        dropped = [s for b, s in enumerate(self.sequences) if self.finished[b]]
+        starts = torch.cumsum(self.counts, 0) - self.counts
+        rows = torch.cat([torch.arange(int(starts[b]), int(starts[b] + self.counts[b])) for b in keep]) if keep \
+            else torch.zeros(0, dtype=torch.long)
+        rows = rows.to(self.device)
+        self.mask = self.mask.index_select(0, rows)
+        # Columns that are padding in every remaining row need not be kept (nor attended to).
+        filled = self.mask.any(dim=0).nonzero()
+        first = int(filled[0]) if len(filled) else self.mask.shape[1]
+        trim = _paddable(self.out.cache, self.mask.shape[1]) and first > 0
+        for layer in self.out.cache.layers:
+            for name in ("keys", "values"):
+                tensor = getattr(layer, name).index_select(0, rows)
+                setattr(layer, name, tensor[:, :, first:] if trim else tensor)
+            if trim:
+                _set_length(layer, self.mask.shape[1] - first)
+        if trim:
+            self.mask = self.mask[:, first:]
+        self.positions = self.positions.index_select(0, rows)
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.generated = self.generated.index_select(0, index)
+        self.finished = self.finished.index_select(0, index)
+        if self.row_weights is not None:
+            self.row_weights = self.row_weights.index_select(0, rows)
+        self.sequences = [self.sequences[b] for b in keep]
+        self.generators = [self.generators[b] for b in keep]
+        self.errors_seen = [self.errors_seen[b] for b in keep]
+        self.counts = self.counts[keep] if keep else self.counts[:0]
+        self.groups = self._group() if keep else []
+        return dropped
+
+    def remap_columns(self, old: list[str], new: list[str]) -> None:
+        """The bank changed from modules `old` to `new` (by name): move each row's weights to the new columns.
+
+        Every module a running row weights must still be in `new` (the server removes a module from
+        the fused layers only once no running sequence uses it).
+        """
+        if self.row_weights is None:
+            return
+        moved = torch.zeros(self.row_weights.shape[0], len(new), device=self.device)
+        for j, name in enumerate(old):
+            if name in new:
+                moved[:, new.index(name)] = self.row_weights[:, j]
+        self.row_weights = moved
+
     def _forward(self, **inputs):
         # Set only when another composition is active: the fused layers keep their coefficients
         # for as long as the weights stay the same object (see compose/fused.py).
@@ -263,8 +352,6 @@ def sample(composed, tokenizer, prompts: list[str], seeds: list[int], config: Sa
     decoder.run()
     failed = [b for b, s in enumerate(sequences) if s.finish_reason == "error"]
     if failed:
-        from loracompose.errors import LoraComposeError
-
         raise LoraComposeError(f"generation produced NaN or Inf scores for {len(failed)} of {len(sequences)} "
                                f"sequences (first: prompt {failed[0]}); a module's weights or the composition's "
                                "weights overflow float32; use smaller weights or retrain the module")
@@ -289,3 +376,37 @@ def continuation_text(tokenizer, sequence: Sequence) -> str:
     """A `Sequence`'s text so far, as `sample` would return it."""
     return _continuation(tokenizer, torch.tensor(sequence.prompt_ids, dtype=torch.long),
                          torch.tensor(sequence.tokens, dtype=torch.long))
+
+
+def _pad_left(tensor: torch.Tensor, width: int, dim: int, value=0) -> torch.Tensor:
+    """`tensor` with `value` columns prepended along `dim` up to `width`."""
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([torch.full(shape, value, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim)
+
+
+def _paddable(cache, width: int) -> bool:
+    """Whether every layer of a transformers cache holds all `width` columns as plain tensors.
+
+    True for `DynamicLayer` (llama, SmolLM2) and for a sliding-window layer that has not yet
+    dropped columns (its cumulative length is its width and stays below its window); other layers
+    (a full sliding window, static or quantised caches) cannot be padded or trimmed here.
+    """
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    for layer in cache.layers:
+        if type(layer) is DynamicSlidingWindowLayer:
+            if layer.cumulative_length != layer.keys.shape[-2] or width >= layer.sliding_window - 1:
+                return False
+        elif type(layer) is not DynamicLayer or not layer.is_initialized:
+            return False
+    return True
+
+
+def _set_length(layer, width: int) -> None:
+    """A sliding-window layer counts the columns it has seen; after padding or trimming that is its width."""
+    if hasattr(layer, "cumulative_length"):
+        layer.cumulative_length = width

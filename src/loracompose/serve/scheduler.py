@@ -1,17 +1,32 @@
-"""One thread that batches queued jobs and decodes them, streaming text back.
+"""One thread that decodes every running request, step by step, and lets new ones join (continuous batching).
 
     submit(job)  → queued, or QueueFull (the caller answers 429 with Retry-After)
-    thread loop  → take the oldest job, wait `batch_window_s` for more, fill the batch up to
-                   `max_batch_rows` forward rows in arrival order (whatever the compositions:
-                   rows carry per-sequence weights; logit-sum jobs share the batch too, one row
-                   per member), then prefill and step until every sequence is done
+    thread loop  → each iteration: take queued jobs (FIFO) while their rows fit in `max_batch_rows`
+                   beside the running ones, prefill them together and draw their first token, merge
+                   them into the running batch; then one decode step for every running sequence;
+                   finished, cancelled and failed sequences leave the batch at once
 
-Static batching: a batch runs to its end before the next starts (a job that
-arrives meanwhile waits in the queue). Each step, a job past its deadline or
-whose client went away is cancelled — its rows run on as padding and it is
-answered at once; so is a job whose scores became NaN/Inf (422), alone.
+Iteration-level batching: a request never waits for a batch to end, only for
+rows to be free (the head of the queue waits when the batch is full; the queue
+then fills up to `max_queue`, beyond which the answer is 429). When the server
+is idle, the first job waits `batch_window_s` for others to share its prefill.
+Compositions stay per sequence: every row carries its own weights in the fused
+layers, a logit-sum sequence takes one row per member. A job past its deadline
+or whose client went away is cancelled — its rows leave at the next step, and
+it is answered at once; so is a job whose scores became NaN/Inf (422), alone.
 Results do not depend on the batch: every sequence samples from its own
-generator, and padded positions are masked out.
+generator, and padded positions are masked out (tests/test_serve_continuous.py).
+
+Why by hand and not transformers' own continuous batching (`generate_batch`,
+`ContinuousBatchingManager`, transformers 5.x): it packs every request's tokens
+into one row of a paged cache and draws all next tokens with one
+`torch.multinomial` over the batch. Per-sequence composition weights need one
+batch row per sequence (the fused layers scale each row's rank activations by
+its own coefficients), logit-sum needs several member rows combined into one
+distribution before sampling, and batch-independent results need one generator
+per sequence; none of the three fits its model runner. So the batch stays a
+left-padded `DynamicCache` (transformers' own), and `decoding.Decoder` grows
+and shrinks it (`absorb`, `compact`).
 
 Events go to each job's `emit` (called from this thread; the app forwards them
 to its event loop): ("delta", [(choice, text)]), ("done", None), ("error", (status, message)).
@@ -58,9 +73,13 @@ class Scheduler:
         self.queue: deque[Job] = deque()
         self.ready = threading.Condition()
         self.stopping = False
-        self.batch_seconds = 1.0  # moving average of a batch's duration: the Retry-After estimate
-        self.stats = {"batches": 0, "sequences": 0, "max_batch_jobs": 0, "max_batch_rows": 0, "max_queue_seen": 0,
-                      "rejected": 0, "timed_out": 0, "client_gone": 0, "mixed_batches": 0, "non_finite": 0}
+        self.cohorts: list[Decoder] = []  # the running batch: one decoder, more only where caches cannot merge
+        self.owner: dict[int, tuple[Job, int]] = {}  # id(sequence) → (job, choice), for running sequences
+        self.running: list[Job] = []
+        self.job_seconds = 1.0  # moving average of a job's time from arrival to answer: the Retry-After estimate
+        self.stats = {"batches": 0, "sequences": 0, "steps": 0, "max_batch_jobs": 0, "max_batch_rows": 0,
+                      "max_queue_seen": 0, "rejected": 0, "timed_out": 0, "client_gone": 0, "mixed_batches": 0,
+                      "non_finite": 0, "joined_running": 0}
         self.thread = threading.Thread(target=self._run, name="loracompose-scheduler", daemon=True)
         self.thread.start()
 
@@ -69,7 +88,7 @@ class Scheduler:
         with self.ready:
             if len(self.queue) >= self.settings.max_queue:
                 self.stats["rejected"] += 1
-                raise QueueFull(max(1, math.ceil(self.batch_seconds)))
+                raise QueueFull(max(1, math.ceil(self.job_seconds)))
             self.queue.append(job)
             self.stats["max_queue_seen"] = max(self.stats["max_queue_seen"], len(self.queue))
             self.ready.notify()
@@ -82,22 +101,29 @@ class Scheduler:
 
     def snapshot(self) -> dict:
         with self.ready:
-            return {"queued": len(self.queue), **self.stats}
+            return {"queued": len(self.queue), "running_jobs": len(self.running), "running_rows": self.rows(),
+                    **self.stats}
+
+    def rows(self) -> int:
+        """Forward rows the running batch takes now."""
+        return sum(int(d.counts.sum()) for d in self.cohorts)
 
     # -- the thread --------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            batch = self._gather()
-            if batch is None:
+            joining = self._admit()
+            if joining is None:
                 return
-            started = time.monotonic()
             try:
-                self._decode(batch)
-            except Exception:  # a bug, not a client's doing: answer this batch, keep serving
-                log.exception("batch failed")
-                for job in batch:
+                if joining:
+                    self._join(joining)
+                if self.cohorts:
+                    self._step()
+            except Exception:  # a bug, not a client's doing: answer the running jobs, keep serving
+                log.exception("decoding failed")
+                for job in self.running + joining:
                     self._answer(job, "error", (500, "internal error while generating; see the server log"))
-            self.batch_seconds = 0.8 * self.batch_seconds + 0.2 * (time.monotonic() - started)
+                self.cohorts, self.owner, self.running = [], {}, []
 
     def _expired(self, job: Job, now: float) -> bool:
         if job.cancelled:
@@ -112,94 +138,110 @@ class Scheduler:
             return True
         return False
 
-    def _gather(self) -> list[Job] | None:
-        """The next batch: the oldest job plus whatever fits and arrives within the window (FIFO)."""
+    def _admit(self) -> list[Job] | None:
+        """Queued jobs that join at this step (FIFO, while their rows fit); None when stopping.
+
+        Blocks only while nothing runs; an idle server waits `batch_window_s` after the first
+        job for others to share its prefill.
+        """
         with self.ready:
-            while True:
-                while not self.queue and not self.stopping:
-                    self.ready.wait()
-                if self.stopping:
-                    for job in self.queue:
-                        self._answer(job, "error", (503, "the server is shutting down"))
-                    self.queue.clear()
-                    return None
-                job = self.queue.popleft()
-                if not self._expired(job, time.monotonic()):
-                    break
-            batch, rows = [job], job.plan.rows
+            while not self.stopping and not self.queue and not self.cohorts:
+                self.ready.wait()
+            if self.stopping:
+                for job in list(self.queue) + self.running:
+                    self._answer(job, "error", (503, "the server is shutting down"))
+                self.queue.clear()
+                return None
+            idle = not self.cohorts
+            rows, joining = self.rows(), []
             until = time.monotonic() + self.settings.batch_window_s
-            while rows < self.settings.max_batch_rows:
-                if self.queue:
-                    head = self.queue[0]
-                    if self._expired(head, time.monotonic()):
-                        self.queue.popleft()
-                        continue
-                    if rows + head.plan.rows > self.settings.max_batch_rows:
-                        break  # keep arrival order: the head waits for the next batch
-                    batch.append(self.queue.popleft())
-                    rows += head.plan.rows
+            while True:
+                while self.queue and self._expired(self.queue[0], time.monotonic()):
+                    self.queue.popleft()
+                if self.queue and rows + self.queue[0].plan.rows <= self.settings.max_batch_rows:
+                    job = self.queue.popleft()  # the head waits while the batch is full: arrival order holds
+                    joining.append(job)
+                    rows += job.plan.rows
                     continue
                 left = until - time.monotonic()
-                if left <= 0 or self.stopping:
+                if not idle or not joining or left <= 0 or self.stopping or rows >= self.settings.max_batch_rows:
                     break
                 self.ready.wait(left)
-        return batch
+        return joining
 
-    def _decode(self, batch: list[Job]) -> None:
-        engine = self.engine
-        sequences, owner = [], []  # owner[i] = (job, choice) of sequence i
-        for job in batch:
+    def _join(self, jobs: list[Job]) -> None:
+        """Prefill `jobs` together, draw their first tokens, and merge them into the running batch."""
+        sequences = []
+        for job in jobs:
             job.texts = [""] * len(job.plan.sequences)
             job.sent = [""] * len(job.plan.sequences)
             for choice, sequence in enumerate(job.plan.sequences):
                 sequences.append(sequence)
-                owner.append((job, choice))
+                self.owner[id(sequence)] = (job, choice)
         self.stats["batches"] += 1
         self.stats["sequences"] += len(sequences)
-        self.stats["max_batch_jobs"] = max(self.stats["max_batch_jobs"], len(batch))
-        self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], sum(j.plan.rows for j in batch))
-        if len({str(j.plan.sequences[0].rows) + str(j.plan.sequences[0].coefficients) for j in batch}) > 1:
+        if self.running:
+            self.stats["joined_running"] += 1
+        self.running += jobs
+        decoder = Decoder(self.engine.composed, self.engine.tokenizer, sequences, last_logits_only=True)
+        self._after_step(decoder, decoder.step())
+        if decoder.sequences:
+            target = next((d for d in self.cohorts if d.can_absorb(decoder)), None)
+            if target is not None:
+                target.absorb(decoder)
+            else:  # e.g. a full sliding-window cache (Gemma): decoded beside the batch, as its own forward
+                self.cohorts.append(decoder)
+        self.stats["max_batch_jobs"] = max(self.stats["max_batch_jobs"], len(self.running))
+        if len({_composition_key(j) for j in self.running}) > 1:
             self.stats["mixed_batches"] += 1
-        decoder = Decoder(engine.composed, engine.tokenizer, sequences, last_logits_only=True)
-        with engine.composed.composition(decoder.row_weights):  # held for the batch (coefficients cached)
-            self._steps(batch, owner, decoder)
-        for job in batch:
-            if not job.answered:  # every sequence finished at once with the last step
+
+    def _step(self) -> None:
+        """One decode step for every running sequence."""
+        self.stats["steps"] += 1
+        self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], self.rows())
+        for decoder in list(self.cohorts):
+            self._after_step(decoder, decoder.step())
+            if not decoder.sequences:
+                self.cohorts.remove(decoder)
+
+    def _after_step(self, decoder: Decoder, changed: list[int]) -> None:
+        """Stream the new text, answer what finished or failed, and let finished rows leave the batch."""
+        now = time.monotonic()
+        deltas: dict[int, list] = {}
+        for index in changed:
+            job, choice = self.owner[id(decoder.sequences[index])]
+            if job.answered:
+                continue
+            delta = self._advance(job, choice, decoder, index)
+            if delta:
+                deltas.setdefault(id(job), [job, []])[1].append((choice, delta))
+        for job, items in deltas.values():
+            job.emit("delta", items)
+        jobs = {id(self.owner[id(s)][0]): self.owner[id(s)][0] for s in decoder.sequences}
+        for job in jobs.values():
+            if job.answered:
+                self._cancel(job, decoder)
+                continue
+            failed = next((i for i, s in enumerate(job.plan.sequences) if s.finish_reason == "error"), None)
+            if failed is not None:  # its scores overflowed: this job alone fails, the batch goes on
+                self.stats["non_finite"] += 1
+                self._answer(job, "error", (422, f"generation failed for choice {failed}: the model's scores "
+                                                 "became NaN or Inf (a module's weights overflow under this "
+                                                 "composition); try smaller weights or other modules"))
+                self._cancel(job, decoder)
+            elif all(s.finish_reason for s in job.plan.sequences):
                 self._answer(job, "done", None)
+            elif self._expired(job, now):
+                self._cancel(job, decoder)
+        for sequence in decoder.compact():
+            self.owner.pop(id(sequence), None)
+        self.running = [j for j in self.running if not j.answered]
 
-    def _steps(self, batch: list[Job], owner: list, decoder: Decoder) -> None:
-        while not decoder.done:
-            changed = decoder.step()
-            now = time.monotonic()
-            deltas: dict[int, list] = {}
-            for index in changed:
-                job, choice = owner[index]
-                if job.answered:
-                    continue
-                delta = self._advance(job, choice, decoder, index)
-                if delta:
-                    deltas.setdefault(id(job), [job, []])[1].append((choice, delta))
-            for job, items in deltas.values():
-                job.emit("delta", items)
-            for job in batch:
-                if job.answered:
-                    continue
-                failed = next((i for i, s in enumerate(job.plan.sequences) if s.finish_reason == "error"), None)
-                if failed is not None:  # its scores overflowed: this job alone fails, the batch goes on
-                    self.stats["non_finite"] += 1
-                    self._answer(job, "error", (422, f"generation failed for choice {failed}: the model's scores "
-                                                     "became NaN or Inf (a module's weights overflow under this "
-                                                     "composition); try smaller weights or other modules"))
-                    self._cancel(job, owner, decoder)
-                elif all(s.finish_reason for s in job.plan.sequences):
-                    self._answer(job, "done", None)
-                elif self._expired(job, now):
-                    self._cancel(job, owner, decoder)
-
-    @staticmethod
-    def _cancel(job: Job, owner: list, decoder: Decoder) -> None:
-        for index, (owner_job, _) in enumerate(owner):
-            if owner_job is job:
+    def _cancel(self, job: Job, decoder: Decoder) -> None:
+        """End every sequence of `job` (it was answered) in `decoder`, which holds all of a job's sequences
+        (a job joins in one prefill and is merged whole); its rows leave at the next compaction."""
+        for index, sequence in enumerate(decoder.sequences):
+            if self.owner.get(id(sequence), (None,))[0] is job:
                 decoder.cancel(index)
 
     def _advance(self, job: Job, choice: int, decoder: Decoder, index: int) -> str:
@@ -236,11 +278,17 @@ class Scheduler:
         if job.answered:
             return
         job.answered = True
+        self.job_seconds = 0.8 * self.job_seconds + 0.2 * (time.monotonic() - job.arrived)
         if kind == "done":
             with self.engine.tokenizer_lock:
                 job.texts = [_cut(continuation_text(self.engine.tokenizer, s), job.plan.stops)
                              for s in job.plan.sequences]
         job.emit(kind, payload)
+
+
+def _composition_key(job: Job) -> str:
+    first = job.plan.sequences[0]
+    return f"{first.rows}{first.coefficients}"
 
 
 def _cut(text: str, stops: list[str]) -> str:
