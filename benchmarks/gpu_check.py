@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import tempfile
 import time
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                         quick=args.dry_run, quantize=(), **(DRY if args.dry_run else GPU))
     parts: dict[str, float] = {}
     meta = machine_info()
+    meta["git_commit"] = meta["git_commit"] or os.environ.get("GIT_COMMIT")  # a copy without .git: say it
     meta["command"] = " ".join([Path(sys.executable).name, "-m", "benchmarks.gpu_check", *(argv or sys.argv[1:])])
 
     started = time.perf_counter()

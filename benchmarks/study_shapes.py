@@ -35,15 +35,17 @@ from benchmarks.shapes import SHAPES, build, random_modules, peft_with, tiny
 
 
 def _merge_into(model: torch.nn.Module, modules: list, sign: float) -> None:
-    """W += sign · Σ_i s_i·B_i·A_i at every layer the modules adapt (float32 product, added in W's dtype)."""
+    """W += sign · Σ_i s_i·B_i·A_i at every layer the modules adapt: one float32 product of the stacked
+    pairs per layer, [B_1 … B_n] @ [s_1·A_1; …; s_n·A_n], added in W's dtype."""
     from loracompose.models import linear_layers
 
     layers = linear_layers(model)
     with torch.no_grad():
         for name in modules[0].layers:
             weight = layers[name].weight
-            delta = sum(m.layers[name].scale * (m.layers[name].B.float() @ m.layers[name].A.float()) for m in modules)
-            weight.add_((sign * delta).to(weight.dtype))
+            B = torch.cat([m.layers[name].B.float() for m in modules], dim=1)  # (d_out, Σ r)
+            A = torch.cat([sign * m.layers[name].scale * m.layers[name].A.float() for m in modules])  # (Σ r, d_in)
+            weight.add_((B @ A).to(weight.dtype))
 
 
 def _configs(model: torch.nn.Module, peft_model, modules: list, ns: tuple[int, ...], dtype: torch.dtype):

@@ -20,7 +20,9 @@
 #
 # (--no-build-isolation: setuptools comes from the venv instead of being downloaded.) Only the
 # modules the check imports are needed: loracompose's other dependencies (pandas, datasets,
-# scikit-learn, ...) are not. Python is .venv/bin/python when present, else python3 ($PYTHON wins).
+# scikit-learn, ...) are not (tests/test_gpu_check.py runs the dry run with them hidden). Python is
+# .venv/bin/python when present, else python3 ($PYTHON wins). In a copy without .git, set
+# GIT_COMMIT=<hash> so bench.json names the code it measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +33,7 @@ while [[ $# -gt 0 ]]; do
     --out) [[ $# -ge 2 ]] || { echo "gpu-check.sh: --out needs a folder" >&2; exit 2; }; out="$2"; shift 2 ;;
     --dry-run) args+=("$1"); shift ;;
     --budget) [[ $# -ge 2 ]] || { echo "gpu-check.sh: --budget needs seconds" >&2; exit 2; }; args+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu-check.sh: unknown option '$1' (accepted: --dry-run, --out DIR, --budget SECONDS)" >&2; exit 2 ;;
   esac
 done
