@@ -75,7 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
         path = shown(request.url.path)
         message = {400: "the request body could not be parsed as JSON (invalid UTF-8, or nested too deeply)",
                    404: f"no route {path}; routes: /v1/completions, /v1/chat/completions, "
-                        "/v1/models, /v1/judge, /health, /",
+                        "/v1/models, /v1/judge, /metrics, /admin/modules, /health, /",
                    405: f"method {shown(request.method)} is not allowed on {path}"}.get(exc.status_code,
                                                                                        str(exc.detail))
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))

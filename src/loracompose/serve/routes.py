@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from loracompose.serve.errors import error_response
+from loracompose.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loracompose.serve.responses import Responder, sse_error
 from loracompose.serve.scheduler import Job, QueueFull
 from loracompose.serve.schemas import ChatRequest, CompletionRequest, JudgeRequest
@@ -28,6 +29,12 @@ async def health(request: Request):
     return {"status": "ok", "model": engine.model_name, "modules": len(engine.bank),
             # names only: /health needs no key, and the messages (in the server log) carry paths
             "refused_modules": sorted(engine.refused), **scheduler.snapshot()}
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    """Prometheus' text format (serve/metrics.py lists the series); behind the API key like the API."""
+    return Response(request.app.state.scheduler.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
 
 @router.get("/v1/models")

@@ -44,6 +44,7 @@ from typing import Callable
 
 from loracompose.decoding import Decoder, continuation_text
 from loracompose.serve.engine import Engine, Plan
+from loracompose.serve.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Job:
     texts: list[str] = field(default_factory=list)  # final text per choice
     sent: list[str] = field(default_factory=list)  # streamed so far per choice
     answered: bool = False
+    first_token: bool = False  # its prefill has drawn its first token (time-to-first-token recorded)
 
 
 class Scheduler:
@@ -77,6 +79,9 @@ class Scheduler:
         self.owner: dict[int, tuple[Job, int]] = {}  # id(sequence) → (job, choice), for running sequences
         self.running: list[Job] = []
         self.job_seconds = 1.0  # moving average of a job's time from arrival to answer: the Retry-After estimate
+        self.batch_rows = 0  # rows of the running batch after the last step (read by the metrics)
+        self.metrics = Metrics(queue_depth=lambda: len(self.queue), batch_rows=lambda: self.batch_rows,
+                               running=lambda: len(self.running), modules=lambda: len(engine.bank))
         self.stats = {"batches": 0, "sequences": 0, "steps": 0, "max_batch_jobs": 0, "max_batch_rows": 0,
                       "max_queue_seen": 0, "rejected": 0, "timed_out": 0, "client_gone": 0, "mixed_batches": 0,
                       "non_finite": 0, "joined_running": 0}
@@ -88,6 +93,7 @@ class Scheduler:
         with self.ready:
             if len(self.queue) >= self.settings.max_queue:
                 self.stats["rejected"] += 1
+                self.metrics.rejected.inc()
                 raise QueueFull(max(1, math.ceil(self.job_seconds)))
             self.queue.append(job)
             self.stats["max_queue_seen"] = max(self.stats["max_queue_seen"], len(self.queue))
@@ -124,6 +130,7 @@ class Scheduler:
                 for job in self.running + joining:
                     self._answer(job, "error", (500, "internal error while generating; see the server log"))
                 self.cohorts, self.owner, self.running = [], {}, []
+            self.batch_rows = self.rows()
 
     def _expired(self, job: Job, now: float) -> bool:
         if job.cancelled:
@@ -132,6 +139,7 @@ class Scheduler:
             return True
         if now > job.deadline:
             self.stats["timed_out"] += 1
+            self.metrics.timed_out.inc()
             self._answer(job, "error", (408, f"request cancelled: not finished within its deadline of "
                                              f"{self.settings.request_timeout_s:g} s; retry later or ask for "
                                              "fewer tokens"))
@@ -185,6 +193,10 @@ class Scheduler:
         self.running += jobs
         decoder = Decoder(self.engine.composed, self.engine.tokenizer, sequences, last_logits_only=True)
         self._after_step(decoder, decoder.step())
+        now = time.monotonic()
+        for job in jobs:
+            job.first_token = True
+            self.metrics.first_token.observe(now - job.arrived)
         if decoder.sequences:
             target = next((d for d in self.cohorts if d.can_absorb(decoder)), None)
             if target is not None:
@@ -207,6 +219,7 @@ class Scheduler:
     def _after_step(self, decoder: Decoder, changed: list[int]) -> None:
         """Stream the new text, answer what finished or failed, and let finished rows leave the batch."""
         now = time.monotonic()
+        self.metrics.tokens.inc(sum(1 for i in changed if _took_token(decoder.sequences[i])))
         deltas: dict[int, list] = {}
         for index in changed:
             job, choice = self.owner[id(decoder.sequences[index])]
@@ -278,12 +291,19 @@ class Scheduler:
         if job.answered:
             return
         job.answered = True
-        self.job_seconds = 0.8 * self.job_seconds + 0.2 * (time.monotonic() - job.arrived)
+        seconds = time.monotonic() - job.arrived
+        self.job_seconds = 0.8 * self.job_seconds + 0.2 * seconds
         if kind == "done":
+            self.metrics.latency.observe(seconds)
             with self.engine.tokenizer_lock:
                 job.texts = [_cut(continuation_text(self.engine.tokenizer, s), job.plan.stops)
                              for s in job.plan.sequences]
         job.emit(kind, payload)
+
+
+def _took_token(sequence) -> bool:
+    """Whether a sequence reported changed by a step drew a token there (not EOS, a failure or a cancel)."""
+    return sequence.finish_reason in (None, "length")  # "stop" here is EOS, which is not kept as a token
 
 
 def _composition_key(job: Job) -> str:
