@@ -29,7 +29,8 @@ def test_cache(tmp_path_factory) -> Path:
 
     Set through the environment, so subprocesses (the CLI, the benchmark harness) use it too.
     """
-    persistent = Path(os.environ.get(TEST_CACHE_ENV) or Path(tempfile.gettempdir()) / f"loracompose-tests-{os.getuid()}")
+    default = Path(tempfile.gettempdir()) / f"loracompose-tests-{os.getuid()}"
+    persistent = Path(os.environ.get(TEST_CACHE_ENV) or default)
     session = tmp_path_factory.mktemp("loracompose-cache")
     for name in SHARED_BETWEEN_RUNS:
         (persistent / name).mkdir(parents=True, exist_ok=True)

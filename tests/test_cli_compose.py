@@ -6,9 +6,12 @@ import pytest
 import torch
 from peft import PeftModel
 
+from compose_helpers import peft_output_sum
 from loracompose.cli import main
 from loracompose.models import load_base
 from loracompose.testing import random_adapter
+
+IDS = torch.tensor([[1, 17, 300, 4000, 52, 9, 8, 77]])
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +20,23 @@ def module_dir(tiny_model_dir, tmp_path_factory):
     random_adapter(tiny_model_dir, root / "pos", seed=51)
     random_adapter(tiny_model_dir, root / "neg", seed=52, rank=8)
     return root
+
+
+def pruned_logits(model_dir, adapter, density):
+    """Logits of `adapter` with only the largest `density` share of |A| and of |B| kept (scales as saved).
+
+    That is TIES of a single module: with one module the sign election keeps every surviving
+    entry and the disjoint mean is the entry itself. (PEFT turns a one-adapter TIES into
+    `linear`, no trimming, so it is no reference here.)
+    """
+    model = PeftModel.from_pretrained(load_base(str(model_dir), quantize=None).model, str(adapter))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                keep = torch.zeros(param.numel(), dtype=torch.bool)
+                keep[param.abs().flatten().topk(int(density * param.numel())).indices] = True
+                param.mul_(keep.view_as(param))
+        return model.eval()(IDS).logits
 
 
 def run(capsys, *argv):
@@ -45,10 +65,19 @@ def test_compose_and_export_write_plain_peft_adapters(tiny_model_dir, module_dir
     code, _, _ = run(capsys, "compose", "--model", tiny_model_dir, "--modules", module_dir, "--compose", "pos=1",
                      "--method", "ties", "--out", tmp_path / "tied")
     assert code == 0
-    for name in ("exported", "tied"):
+    adapters = {"pos": module_dir / "pos", "neg": module_dir / "neg"}
+    references = {
+        # the export is the delta-sum: exactly PEFT's multi-adapter forward with scales pos ×1, neg ×−0.5
+        "exported": peft_output_sum(tiny_model_dir, adapters, {"pos": 1.0, "neg": -0.5}, IDS),
+        # TIES of one module at the CLI's default density 0.5: the largest half of A and of B, by hand
+        "tied": pruned_logits(tiny_model_dir, adapters["pos"], 0.5),
+    }
+    for name, expected in references.items():
         model = PeftModel.from_pretrained(load_base(str(tiny_model_dir), quantize=None).model, str(tmp_path / name))
         with torch.no_grad():
-            assert torch.isfinite(model(torch.tensor([[1, 2, 3]])).logits).all()
+            got = model.eval()(IDS).logits
+        # same maths in another order (one merged adapter vs PEFT's per-adapter sum): float32 rounding only
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=name)
     meta = json.loads((tmp_path / "exported" / "loracompose.json").read_text())
     assert meta["composition"]["method"] == "delta-sum" and meta["composition"]["weights"] == {"pos": 1.0,
                                                                                               "neg": -0.5}

@@ -46,8 +46,29 @@ def test_nf4_and_dense_loads_share_a_fingerprint(tiny_model_dir):
     assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.9
 
 
-def test_packaged_models_are_registered():
-    assert set(PACKAGED_MODELS) == {"smollm2-135m", "gemma3-270m"}
+def test_each_packaged_model_is_found_in_its_installed_package():
+    for name, packaged in PACKAGED_MODELS.items():
+        gguf = packaged.locate_gguf()  # the gemma3 chunks are joined and their SHA-256 checked on the way
+        with gguf.open("rb") as f:
+            assert f.read(4) == b"GGUF", name
+        assert gguf.stat().st_size > 50 * 2**20, name  # the whole quantised model, not a stub
+
+
+# Golden values of the shared tiny model (loracompose.testing.build_tiny_model, seed 0) on fixed ids:
+# a change in its initialisation, architecture, loading or NF4 quantisation moves them by > 1e-2.
+# Tolerance 1e-4: float32 through two layers; thread count and CPU kernels change the summation
+# order, which moved them by < 1e-7 here (1 vs 2 threads).
+GOLDEN_IDS = torch.tensor([[1, 17, 300, 4000, 52, 9, 8, 77]])
+GOLDEN = {None: {"std": 0.80129, "last": [-1.00823, 0.05464]}, "nf4": {"std": 0.80085, "last": [-0.74227, 0.23407]}}
+
+
+@pytest.mark.parametrize("quantize", [None, "nf4"])
+def test_tiny_model_logits_match_their_golden_values(tiny_model_dir, quantize):
+    with torch.no_grad():
+        logits = load_base(str(tiny_model_dir), quantize=quantize).model(GOLDEN_IDS).logits
+    golden = GOLDEN[quantize]
+    torch.testing.assert_close(logits.std().item(), golden["std"], rtol=0, atol=1e-4)
+    torch.testing.assert_close(logits[0, -1, :2].tolist(), golden["last"], rtol=0, atol=1e-4)
 
 
 def test_pickled_checkpoint_is_refused(tiny_model_dir, tmp_path):
