@@ -123,7 +123,7 @@ def peft_with(model: torch.nn.Module, modules: list, rank: int = 8, alpha: float
     names = [m.name for m in modules]
     peft_model = get_peft_model(model, config, adapter_name=names[0], autocast_adapter_dtype=False)
     for name in names[1:]:
-        peft_model.add_adapter(name, config)
+        peft_model.add_adapter(name, config, autocast_adapter_dtype=False)
     layers = dict(peft_model.base_model.model.named_modules())
     with torch.no_grad():
         for module in modules:

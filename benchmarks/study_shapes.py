@@ -108,6 +108,27 @@ def _mixed(model: torch.nn.Module, modules: list, settings: Settings, device: st
                         "sampling": "top-k 50, top-p 0.95, T 1, per-request seeds; EOS off"}, **measured}
 
 
+@torch.no_grad()
+def same_work(model: torch.nn.Module, peft_model, modules: list, dtype: torch.dtype) -> dict:
+    """fused-N and peft-N logits for one prompt (N = all modules): the timed sides compute the same thing.
+
+    Recorded, not judged: at 8B shapes bf16 differences grow with depth (see cuda_checks for the tolerance).
+    """
+    from loracompose.compose.bank import ModuleBank
+    from loracompose.compose.fused import ComposedModel
+
+    ids = torch.arange(100, 116, device=next(model.parameters()).device)[None]
+    peft_model.base_model.set_adapter([m.name for m in modules])
+    expected = peft_model(input_ids=ids).logits.float()
+    composed = ComposedModel(model, ModuleBank.from_loaded(modules), dtype=dtype)
+    composed.set_weights(torch.ones(1, len(modules)))
+    got = model(input_ids=ids).logits.float()
+    composed.detach()
+    bare = model(input_ids=ids).logits.float()
+    return {"modules": len(modules), "max_abs_difference": float((got - expected).abs().max()),
+            "logit_scale": float(expected.abs().max()), "module_effect": float((expected - bare).abs().max())}
+
+
 def measure_shape(name: str, shape: dict, settings: Settings, device: str, dtype: torch.dtype) -> dict:
     started = time.perf_counter()
     model = build(shape, device, dtype)
@@ -118,9 +139,11 @@ def measure_shape(name: str, shape: dict, settings: Settings, device: str, dtype
     vocab = (100, min(model.config.vocab_size, 1000))
     decode = time_configs(_configs(model, peft_model, modules, settings.ns, dtype), settings, device, vocab)
     mixed = _mixed(model, modules, settings, device, dtype)
+    agreement = same_work(model, peft_model, modules, dtype)
     parameters = sum(p.numel() for p in model.parameters())
     record = {"parameters": parameters, "config": {k: v for k, v in shape.items()}, "dtype": str(dtype),
               "build_seconds": round(built, 1), "bf16": decode, "mixed_batch": mixed,
+              "fused_vs_peft": agreement,
               "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)
               if torch.device(device).type == "cuda" else None}
     del model, peft_model, modules
