@@ -115,17 +115,13 @@ def _peft_all_active(model_dir: Path, adapters: dict[str, Path], weights: dict[s
     """PEFT's forward with every adapter active and each layer's scale multiplied by the adapter's weight."""
     from peft import PeftModel
 
+    from loracompose.testing import activate_weighted
+
     names = list(weights)
     model = PeftModel.from_pretrained(_base(model_dir, device).model, str(adapters[names[0]]), adapter_name=names[0])
     for name in names[1:]:
         model.load_adapter(str(adapters[name]), adapter_name=name)
-    model.base_model.set_adapter(names)
-    for module in model.modules():
-        if hasattr(module, "set_scale") and hasattr(module, "lora_A"):
-            for name in names:
-                if name in module.lora_A:
-                    module.set_scale(name, weights[name])
-    return model.eval()
+    return activate_weighted(model, weights).eval()
 
 
 def check_output_sum(model_dir: Path, adapters: dict[str, Path], device: str) -> dict:

@@ -11,6 +11,7 @@ import torch
 from peft import PeftModel
 
 from loracompose.models import load_base
+from loracompose.testing import activate_weighted
 
 
 def _peft_model(model_dir: Path, adapters: dict[str, Path], names: list[str], quantize: str | None) -> PeftModel:
@@ -27,14 +28,7 @@ def peft_output_sum(model_dir: Path, adapters: dict[str, Path], weights: dict[st
 
     Each adapted layer then computes W0·x + Σ_i w_i·(alpha_i/r_i)·B_i·A_i·x.
     """
-    names = list(weights)
-    model = _peft_model(model_dir, adapters, names, quantize)
-    model.base_model.set_adapter(names)
-    for module in model.modules():
-        if hasattr(module, "set_scale") and hasattr(module, "lora_A"):
-            for name in names:
-                if name in module.lora_A:
-                    module.set_scale(name, weights[name])
+    model = activate_weighted(_peft_model(model_dir, adapters, list(weights), quantize), weights)
     with torch.no_grad():
         return model.eval()(ids).logits
 

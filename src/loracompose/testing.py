@@ -76,3 +76,20 @@ def random_adapter(model_dir: str | Path, out: Path, seed: int, rank: int = 4, a
                 param.normal_(0, b_std)
     peft_model.save_pretrained(out)
     return Path(out)
+
+
+def activate_weighted(peft_model, weights: dict[str, float]):
+    """Make PEFT compute output-sum itself: every adapter in `weights` active, each scale times its weight.
+
+    Each adapted layer then computes W0·x + Σ_i w_i·(alpha_i/r_i)·B_i·A_i·x — the reference
+    the fused layers are tested against. (`base_model.set_adapter` takes a list;
+    `PeftModel.set_adapter` does not.) Returns `peft_model`.
+    """
+    names = list(weights)
+    peft_model.base_model.set_adapter(names)
+    for module in peft_model.modules():
+        if hasattr(module, "set_scale") and hasattr(module, "lora_A"):
+            for name in names:
+                if name in module.lora_A:
+                    module.set_scale(name, weights[name])
+    return peft_model
