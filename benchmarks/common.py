@@ -45,6 +45,9 @@ class Settings:
     train_datasets: tuple[str, ...] = ("tweets", "imdb")
     eval_texts: int = 64  # evaluation figure: texts judged and scored
     modules_dir: str | None = None  # real modules to compose (default: the smollm2-135m starter modules)
+    bank: int = 64  # floor figure: modules in the large bank (3 of them active)
+    floor_batch: int = 1  # floor figure: sequences per decode step
+    loop_tokens: int = 64  # floor figure: tokens the sampling loop makes per run
 
 
 def summary(values: list[float], scale: float = 1.0) -> dict:

@@ -123,6 +123,26 @@ def measure_base(model_spec: str, quantize: str | None, paths: dict[str, Path], 
     return time_configs(_configs(model_spec, quantize, paths, settings.ns, scratch), settings)
 
 
+def interleave(configs: list[Config], prefill: torch.Tensor, repeats: int, steps: int
+               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(per-step seconds, per-run generation tokens/s) of each config, by name: one warm-up run each, then
+    `repeats` rounds of one run per config, the order reversed on every other round (drift hits all alike)."""
+    step_s: dict[str, list[float]] = {c.name: [] for c in configs}
+    gen: dict[str, list[float]] = {c.name: [] for c in configs}
+    for config in configs:  # warm-up: first-call allocations, lazy initialisation
+        config.setup()
+        time_run(config.model(), prefill, 2)
+        config.teardown()
+    for repeat in range(repeats):
+        for config in configs if repeat % 2 == 0 else reversed(configs):
+            config.setup()
+            prefill_s, times = time_run(config.model(), prefill, steps)
+            config.teardown()
+            step_s[config.name] += times
+            gen[config.name].append(prefill.shape[0] * steps / (prefill_s + sum(times)))
+    return step_s, gen
+
+
 def time_configs(configs: list[Config], settings: Settings, device: torch.device | str = "cpu",
                  vocab: tuple[int, int] = (100, 1000)) -> dict:
     """Decode-step and generation timings of `configs` (base, fused-N, peft-N, merged-N for N in
@@ -131,19 +151,7 @@ def time_configs(configs: list[Config], settings: Settings, device: torch.device
     for batch in settings.decode_batch:
         torch.manual_seed(0)
         prefill = torch.randint(*vocab, (batch, settings.prefill)).to(device)
-        steps: dict[str, list[float]] = {c.name: [] for c in configs}
-        gen: dict[str, list[float]] = {c.name: [] for c in configs}
-        for config in configs:  # warm-up: first-call allocations, lazy initialisation
-            config.setup()
-            time_run(config.model(), prefill, 2)
-            config.teardown()
-        for repeat in range(settings.repeats):
-            for config in configs if repeat % 2 == 0 else reversed(configs):
-                config.setup()
-                prefill_s, times = time_run(config.model(), prefill, settings.steps)
-                config.teardown()
-                steps[config.name] += times
-                gen[config.name].append(batch * settings.steps / (prefill_s + sum(times)))
+        steps, gen = interleave(configs, prefill, settings.repeats, settings.steps)
         rows = {name: {"step_ms": summary(steps[name], 1000), "tokens_per_s": summary(gen[name])}
                 for name in steps}
         ratios = {}

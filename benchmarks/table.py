@@ -118,8 +118,18 @@ def _serving(figure: dict) -> list[str]:
         "", f"mixed ÷ shared requests/s: {_r(figure.get('ratio_mixed_over_shared_requests_per_s'))}"]
 
 
+def _floor(figure: dict) -> list[str]:
+    s, steps, loop = figure["setting"], figure["step_ms"], figure["decode_loop"]
+    lines = ["", f"Floor (issue 15): decode step, {s['base']} base, batch {s['batch']} (ms):", ""]
+    lines += _table(list(steps), [[_m(stat) for stat in steps.values()]])
+    return lines + ["", f"Sampling loop, batch 1, {s['loop_tokens']} tokens ({s['loop_sampling']}):", ""] + _table(
+        ["bare model step ms", "loop step ms", "loop tokens/s", "1 / bare step", "loop ÷ bound"],
+        [[_m(loop["bare_step_ms"]), _m(loop["loop_step_ms"]), _m(loop["loop_tokens_per_s"]),
+          f"{loop['bound_tokens_per_s']:.1f}", _r(loop["loop_over_step_bound"])]])
+
+
 RENDER = {"composition": _composition, "mixed_batch": _mixed, "training": _training, "serving": _serving,
-          "evaluation": _evaluation, "study_shapes": _study_shapes}
+          "evaluation": _evaluation, "study_shapes": _study_shapes, "floor": _floor}
 
 
 def render(bench: dict) -> str:

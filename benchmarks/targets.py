@@ -8,6 +8,8 @@ Each target is a ratio measured side by side in the same run:
     training real-text tokens/s         ≥ 1.3 × reference (tweets), ≥ 1.0 × (IMDb)
     training peak memory                ≤ 1.0 × reference
     study shapes (GPU): PEFT 8 ÷ fused 8, fused 8 ÷ merged 8, mixed batch   reported, no bound
+    floor (issue 15): 64-module bank, 3 active ≤ 1.15 × a 3-module bank; fused 8 ≤ 1.1 × the bare base;
+                      PEFT 8 ÷ fused 8 ≥ 2; sampling loop tokens/s ≥ 0.9 / bare model step (batch 1)
 """
 
 from __future__ import annotations
@@ -19,6 +21,20 @@ def _row(name: str, setting: str, value: float | None, bound: float | None, dire
         met = value <= bound if direction == "<=" else value >= bound
     return {"target": name, "setting": setting, "measured": value,
             "needed": f"{direction} {bound:g}" if bound is not None else "reported", "met": met}
+
+
+def _floor(floor: dict) -> list[dict]:
+    if "ratios" not in floor:
+        return []
+    s, r = floor["setting"], floor["ratios"]
+    setting = f"float base, batch {s['batch']}"
+    loop = floor["decode_loop"]
+    return [_row(f"{s['bank']}-module bank, {s['active']} active ÷ {s['active']}-module bank (step)", setting,
+                 r["bank_over_fused_3"], 1.15, "<="),
+            _row("fused 8-module step ÷ bare base step", setting, r["fused_8_over_base"], 1.1, "<="),
+            _row("PEFT 8-adapter step ÷ fused 8-module step", setting, r["peft_8_over_fused_8"], 2.0, ">="),
+            _row("sampling loop tokens/s × bare model step time", f"float base, batch 1, {s['loop_tokens']} "
+                 "tokens, top-k 50 / top-p 0.95", loop["loop_over_step_bound"], 0.9, ">=")]
 
 
 def check(figures: dict) -> list[dict]:
@@ -46,6 +62,7 @@ def check(figures: dict) -> list[dict]:
         if "mixed_batch" in result:
             rows.append(_row("mixed batch of 16 ÷ 16 separate generations (tokens/s)", f"{shape}, bf16",
                              result["mixed_batch"]["ratio_batched_over_separate"], None, None))
+    rows += _floor(figures.get("floor") or {})
     mixed = figures.get("mixed_batch") or {}
     if "ratio_batched_over_separate" in mixed:
         rows.append(_row("mixed batch of 16 ÷ 16 separate generations (tokens/s)",
