@@ -109,3 +109,46 @@ def test_an_attribute_control_sends_steer(served, browser):
     page.click("#generate")
     assert "not both" in page.locator("#status").text_content()
     assert errors == []
+
+
+def test_compare_view_shows_base_and_composed_side_by_side(served, browser):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(served)
+    page.fill("#api-key", "k3y")
+    page.locator("#api-key").blur()
+    slider = page.locator("input[data-module='positive@tiny']")
+    slider.wait_for()
+    page.click("#compare")  # nothing composed yet: said on the page, no request
+    assert "nothing to compare" in page.locator("#status").text_content()
+    assert page.locator("#compare-view").is_hidden()
+    page.fill("#prompt", "The road")
+    page.fill("#max-tokens", "12")
+    page.fill("#seed", "5")
+    for _ in range(10):
+        slider.press("ArrowRight")  # weight 1.0
+    sent = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/v1/completions") else None)
+    page.click("#compare")
+    page.wait_for_function("document.getElementById('status').textContent === 'compared'", timeout=30_000)
+    assert len(sent) == 2
+    base, composed = sorted(sent, key=lambda body: "composition" in body)
+    assert "composition" not in base and "steer" not in base
+    assert composed["composition"] == {"modules": {"positive@tiny": 1.0}, "method": "output-sum"}
+    assert {k: base[k] for k in ("prompt", "seed", "max_tokens")} == {k: composed[k] for k in ("prompt", "seed",
+                                                                                                "max_tokens")}
+    assert base["seed"] == 5 and base["prompt"] == "The road"
+    shown = {"base": page.locator("#compare-base").text_content(),
+             "composed": page.locator("#compare-composed").text_content()}
+    # each column is what the API answers for that request on its own (same seed, same text)
+    for name, body in (("base", base), ("composed", composed)):
+        alone = page.request.post(served.rstrip("/") + "/v1/completions", data=body,
+                                  headers={"Authorization": "Bearer k3y"}).json()
+        assert shown[name] == "The road" + alone["choices"][0]["text"]
+    assert shown["base"] != shown["composed"]  # the module changes the continuation
+    assert "positive@tiny 1" in page.locator("#compare-what").text_content()
+    for box in ("#compare-base-judges", "#compare-composed-judges"):
+        page.wait_for_function(f"document.querySelector('{box}').textContent.includes('no judges')", timeout=10_000)
+    assert page.locator("#compare-view").is_visible()
+    assert errors == []

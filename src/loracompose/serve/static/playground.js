@@ -186,20 +186,31 @@ async function generate() {
   }
 }
 
-async function judge(text) {
+// The judges' scores of `text` as a table in `box`; `against` (another text's result) adds each
+// label's change in probability. Returns the result, or null when the judges could not be asked.
+async function judge(text, box = $("judges"), against = null) {
   const response = await fetch("/v1/judge", { method: "POST", headers: headers(), body: JSON.stringify({ text }) });
-  if (!response.ok) { $("judges").textContent = await apiError(response); return; }
+  if (!response.ok) { box.textContent = await apiError(response); return null; }
   const result = await response.json();
-  const box = $("judges");
   box.textContent = "";
-  if (!result.attributes.length) { box.textContent = "no judges on this server (start it with --judges auto)"; return; }
+  if (!result.attributes.length) { box.textContent = "no judges on this server (start it with --judges auto)"; return result; }
   const table = document.createElement("table");
   for (const [attribute, score] of Object.entries(result.scores)) {
     const row = table.insertRow();
     row.insertCell().textContent = attribute;
     row.insertCell().textContent = score.vote;
-    row.insertCell().textContent = Object.entries(score.probabilities)
-      .map(([label, p]) => label + " " + p.toFixed(2)).join(", ");
+    const cell = row.insertCell();
+    for (const [label, p] of Object.entries(score.probabilities)) {
+      if (cell.childNodes.length) cell.append(", ");
+      cell.append(label + " " + p.toFixed(2));
+      const before = against && against.scores[attribute] && against.scores[attribute].probabilities[label];
+      if (before === undefined || before === null) continue;
+      const change = document.createElement("span");
+      const d = p - before;
+      change.className = d > 0.005 ? "up" : d < -0.005 ? "down" : "";
+      change.textContent = " (" + (d >= 0 ? "+" : "−") + Math.abs(d).toFixed(2) + ")";
+      cell.append(change);
+    }
   }
   box.appendChild(table);
   const notes = [];
@@ -208,6 +219,50 @@ async function judge(text) {
   if (notes.length) box.append(notes.join("; "));
 }
 
+// Compare view: the same prompt, seed and length twice, once without any module and once with the
+// page's composition or steering, side by side with each text's judge scores (the composed column shows
+// each label's change against the base). Each sequence has its own generator, so batching the two
+// requests together on the server does not change either text.
+async function compare() {
+  say("", false);
+  const comp = composition(), steering = steer();
+  if (comp && steering) { say("use either the attribute controls or the module sliders, not both"); return; }
+  if (!comp && !steering) { say("set a module weight or an attribute first: there is nothing to compare with the base"); return; }
+  const prompt = $("prompt").value;
+  const common = { model: baseModel, prompt, max_tokens: Number($("max-tokens").value), seed: Number($("seed").value) };
+  const composed = Object.assign({}, common, comp ? { composition: comp } : { steer: steering });
+  $("compare-what").textContent = comp
+    ? comp.method + ": " + Object.entries(comp.modules).map(([m, w]) => m + " " + w).join(", ")
+    : "steer: " + Object.entries(steering.targets).map(([a, v]) => a + " " + v + " " + steering.strength[a]).join(", ");
+  for (const id of ["compare-base", "compare-composed", "compare-base-judges", "compare-composed-judges"]) $(id).textContent = "…";
+  $("compare-view").hidden = false;
+  $("generate").disabled = $("compare").disabled = true;
+  try {
+    const ask = (body) => fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+    const responses = await Promise.all([ask(common), ask(composed)]);
+    const texts = [];
+    for (const [response, id] of [[responses[0], "compare-base"], [responses[1], "compare-composed"]]) {
+      if (!response.ok) { const message = await apiError(response); $(id).textContent = message; say(message); return; }
+      const text = (await response.json()).choices[0].text;
+      const box = $(id);
+      box.textContent = "";
+      const promptSpan = document.createElement("span");
+      promptSpan.className = "prompt";
+      promptSpan.textContent = prompt;
+      box.append(promptSpan, text);
+      texts.push(prompt + text);
+    }
+    const base = await judge(texts[0], $("compare-base-judges"));
+    await judge(texts[1], $("compare-composed-judges"), base);
+    say("compared", false);
+  } catch (e) {
+    say("request failed: " + e);
+  } finally {
+    $("generate").disabled = $("compare").disabled = false;
+  }
+}
+
 $("generate").addEventListener("click", generate);
+$("compare").addEventListener("click", compare);
 $("api-key").addEventListener("change", loadModels);
 loadModels();
