@@ -88,9 +88,9 @@ class Steerer:
             coefficients = None if lambdas is None else lambdas[None, :]
             batches = range(0, len(jobs), per_batch)
             if progress:
-                from tqdm.auto import tqdm
+                from loracompose.progress import progress_bar
 
-                batches = tqdm(batches, desc=f"generating ({method})", unit="batch")
+                batches = progress_bar(batches, desc=f"generating ({method})", unit="batch")
             for start in batches:
                 chunk = jobs[start : start + per_batch]
                 rendered = [render_prompt(j.prompt, template, self.tokenizer, targets) for j in chunk]

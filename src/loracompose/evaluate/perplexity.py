@@ -25,7 +25,8 @@ import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from loracompose.progress import progress_bar
 
 
 def _encode(tokenizer, prompt: str, text: str, max_tokens: int) -> tuple[list[int], int]:
@@ -93,7 +94,7 @@ def continuation_nll(model, tokenizer, prompts: list[str], texts: list[str], *, 
     device = getattr(model, "device", torch.device("cpu"))
     pad = getattr(tokenizer, "pad_token_id", None)
     pad = 0 if pad is None else pad
-    bar = tqdm(total=len(order), desc="perplexity", unit="text", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(order), desc="perplexity", unit="text", disable=not progress)
     with _ScoredPositionsOnly(model) as head, torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = [i for i in order[start : start + batch_size] if len(encoded[i][0]) > max(1, encoded[i][1])]

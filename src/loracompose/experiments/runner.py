@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from loracompose.experiments.executors import InProcessExecutor
 from loracompose.experiments.plan import build_plan
 from loracompose.experiments.spec import ExperimentSpec
 from loracompose.experiments.store import Store
+from loracompose.progress import progress_bar
 from loracompose.provenance import git_commit
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,12 @@ def run_experiment(spec: ExperimentSpec, executor=None, *, progress: bool = True
         log.info("experiment %s: %d modules to train, %d merges, %d cells; executor %s; workdir %s", spec.name,
                  len(plan.trains), len(plan.composes), len(plan.cells), executor.name, workdir)
         counts = {"train": len(plan.trains), "compose": len(plan.composes), "cell": len(plan.cells)}
-        bars["overall"] = tqdm(total=sum(_work(u) for u in plan.units), desc="overall", disable=not progress,
-                               position=0, dynamic_ncols=True, unit="work", unit_scale=True,
-                               bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]")
+        bars["overall"] = progress_bar(total=sum(_work(u) for u in plan.units), desc="overall", disable=not progress,
+                                       position=0, unit="work", unit_scale=True,
+                                       bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]")
         for i, (kind, total) in enumerate(counts.items(), start=1):
-            bars[kind] = tqdm(total=total, desc=f"{kind}s", disable=not progress or not total, position=i,
-                              dynamic_ncols=True, unit=kind)
+            bars[kind] = progress_bar(total=total, desc=f"{kind}s", disable=not progress or not total, position=i,
+                                      unit=kind)
 
         def on_done(unit, result: dict) -> None:
             summary.stages_run.update(result["ran"])
