@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import warnings
 from dataclasses import fields
 
 from loracompose import __version__
 from loracompose.compose.cli import register as register_compose
 from loracompose.demo.cli import register as register_demo
 from loracompose.errors import LoraComposeError
+from loracompose.logs import configure_logging, quiet_transformers
 from loracompose.evaluate.cli import register as register_evaluate
 from loracompose.serve.cli import register as register_serve
 from loracompose.experiments.cli import register as register_experiments
@@ -140,25 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
-    """Library chatter that says nothing to a user of this tool (kept with --verbose)."""
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "kernels" package absent: uses its fallback
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def main(argv: list[str] | None = None) -> int:
-    # Before anything imports bitsandbytes: without the optional `kernels` package it
-    # warns at import that it uses its own CPU kernel, which is what we want.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    if not args.verbose:
-        _quiet_libraries()
+    configure_logging(args.verbose)  # before the command imports bitsandbytes, which logs at import
+    quiet_transformers(args.verbose)
     try:
         args.func(args)
     except LoraComposeError as exc:
