@@ -21,6 +21,7 @@ from loracompose.serve.scheduler import Scheduler
 def create_app(engine: Engine, api_key: str | None = None, judges: JudgeService | None = None) -> FastAPI:
     app = FastAPI(title="loracompose", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.scheduler = engine, Scheduler(engine)
+    app.state.admin_key = engine.settings.admin_key or api_key  # the /admin routes' key; none: they are off
     app.state.judges = judges or JudgeService(
         judged_attributes(engine.settings.judges, [m.info.attribute for m in engine.bank.modules]))
     app.router.add_event_handler("shutdown", app.state.scheduler.stop)

@@ -21,7 +21,9 @@ def cmd_serve(args) -> None:
     from loracompose.serve.engine import Engine
 
     api_key = args.api_key or os.environ.get("LORACOMPOSE_API_KEY") or None
-    settings = ServeSettings(host=args.host, port=args.port, api_key=api_key, max_batch_rows=args.max_batch_rows,
+    admin_key = args.admin_key or os.environ.get("LORACOMPOSE_ADMIN_KEY") or None
+    settings = ServeSettings(host=args.host, port=args.port, api_key=api_key, admin_key=admin_key,
+                             max_batch_rows=args.max_batch_rows,
                              max_queue=args.max_queue, batch_window_s=args.batch_window,
                              request_timeout_s=args.request_timeout, max_tokens_cap=args.max_tokens_cap,
                              default_max_tokens=min(args.default_max_tokens, args.max_tokens_cap),
@@ -97,6 +99,9 @@ def register(sub) -> None:
     serve.add_argument("--port", type=int, default=DEFAULTS.port)
     serve.add_argument("--api-key", default=None,
                        help="require 'Authorization: Bearer KEY' (default: $LORACOMPOSE_API_KEY, else none)")
+    serve.add_argument("--admin-key", default=None,
+                       help="key of POST/DELETE /admin/modules (adding and removing modules without a restart; "
+                            "default: $LORACOMPOSE_ADMIN_KEY, else the API key; with neither, they are off)")
     serve.add_argument("--allowed-host", action="append", metavar="NAME",
                        help="without an API key, also answer requests for this Host name (repeatable; default: "
                             "loopback and --host only, against DNS rebinding)")

@@ -61,6 +61,7 @@ class Plan:
     seed: int
     prompt_tokens: int
     composition: dict | None  # {"modules", "method"} applied; None for the bare base
+    columns: tuple[str, ...] = ()  # the bank's module names when planned: the columns of the sequences' rows
     rows: int = field(init=False)
 
     def __post_init__(self):
@@ -73,6 +74,12 @@ class Engine:
         self.model, self.tokenizer, self.model_name, self.settings = model, tokenizer, model_name, settings
         # A bad module is refused with its message and the others are served (GET /health lists them).
         self.refused: dict[str, str] = {}
+        self.modules_dir, self.fingerprint = (Path(modules_dir) if modules_dir else None), fingerprint
+        # Held while a request's rows are planned and while the bank changes (serve/modules.py): a plan's
+        # columns are the bank it was planned against. `draining`: removed modules that in-flight requests
+        # still use; new requests naming them get 404, and they leave the fused layers once unused.
+        self.modules_lock = threading.RLock()
+        self.draining: set[str] = set()
         paths = discover_modules(modules_dir, self.refused) if modules_dir else {}
         self.bank = ModuleBank(model, paths, fingerprint, self.refused)
         for name, message in self.refused.items():
@@ -101,7 +108,7 @@ class Engine:
                                     "weight_range": [s.min_weight, s.max_weight], "base_member": BASE_MEMBER},
                     "steer": {"attributes": self.steerable(), "strategies": list(STRATEGIES),
                               "strength_range": list(STRENGTH_RANGE)}}]
-        for module in self.bank.modules:
+        for module in self.served():
             info, meta = module.info, module.info.metadata
             entries.append({"id": module.name, "object": "model", "created": 0, "owned_by": "loracompose",
                             "kind": "module", "attribute": info.attribute, "label": info.label,
@@ -112,8 +119,12 @@ class Engine:
 
     def steerable(self) -> dict[str, list[str]]:
         """attribute → the values this server's modules can steer toward."""
-        table = attribute_labels({m.name: m.info for m in self.bank.modules})
+        table = attribute_labels({m.name: m.info for m in self.served()})
         return {attribute: sorted(labels) for attribute, labels in sorted(table.items())}
+
+    def served(self) -> list:
+        """The modules requests may name: the bank less the ones being removed."""
+        return [m for m in self.bank.modules if m.name not in self.draining]
 
     # -- requests → sequences ----------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -140,7 +151,15 @@ class Engine:
         if not prompts:
             raise ApiError(400, "prompt: give a string or a non-empty list of strings", "prompt")
         s = self.settings
-        composition = self._composition(request)
+        with self.modules_lock:  # the rows' columns are the bank's modules now (it may change at run time)
+            composition = self._composition(request)
+            removed = sorted(set(composition.modules) & self.draining)
+            if removed:
+                names = ", ".join(m.name for m in self.served()) or "none"
+                raise ApiError(404, f"unknown module '{shown(removed[0])}' (it was removed); known modules: {names}",
+                               "composition.modules")
+            rows, coefficients = self._rows(composition)
+            columns = tuple(self.composed.bank.names)
         max_tokens = s.default_max_tokens if request.max_tokens is None else request.max_tokens
         if not 1 <= max_tokens <= s.max_tokens_cap:
             raise ApiError(400, f"max_tokens {max_tokens} is out of range; accepted: 1 to {s.max_tokens_cap}",
@@ -151,7 +170,6 @@ class Engine:
         config = SamplingConfig(max_new_tokens=max_tokens, temperature=request.temperature or 1.0,
                                 # temperature 0 = greedy: only the most likely token survives top-k 1
                                 top_k=1 if request.temperature == 0 else request.top_k, top_p=request.top_p)
-        rows, coefficients = self._rows(composition)
         seed = secrets.randbits(62) if request.seed is None else request.seed
         sequences, prompt_tokens = [], 0
         for prompt in prompts:
@@ -172,7 +190,7 @@ class Engine:
             # Choice i of a prompt uses the generator seed of sample i under `seed`, as `loracompose generate` does.
             sequences += [Sequence(ids, row_seed(seed, i), config, rows, coefficients) for i in range(request.n)]
         applied = composition.model_dump() if composition.modules else None
-        plan = Plan(sequences, request.stops, seed, prompt_tokens, applied)
+        plan = Plan(sequences, request.stops, seed, prompt_tokens, applied, columns)
         if plan.rows > s.max_batch_rows:
             raise ApiError(400, f"this request needs {plan.rows} batch rows (choices × logit-sum members); the "
                                 f"server's batch holds {s.max_batch_rows}", "n")

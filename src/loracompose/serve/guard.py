@@ -19,6 +19,13 @@ from loracompose.serve.engine import shown
 from loracompose.serve.errors import error_response
 
 OPEN_PATHS = {"/health", "/", "/playground.js"}
+ADMIN_PREFIX = "/admin/"
+
+
+def bearer_matches(request: Request, key: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <key>` (compared in constant time)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
 def _allowed_hosts(settings) -> set[str]:
@@ -70,9 +77,9 @@ def header_refusal(settings, api_key: str | None) -> Callable[[Request], JSONRes
             return error_response(413, f"the request body is larger than {settings.max_body_bytes} bytes")
         if request.method == "POST" and length is None:
             return error_response(411, "send the request body with a Content-Length header")
-        if api_key and request.url.path not in OPEN_PATHS:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+        # /admin routes check their own key (the admin key, else the API key): serve/routes.py.
+        if api_key and request.url.path not in OPEN_PATHS and not request.url.path.startswith(ADMIN_PREFIX):
+            if not bearer_matches(request, api_key):
                 return error_response(401, "missing or wrong API key; send 'Authorization: Bearer <key>'",
                                       headers={"WWW-Authenticate": "Bearer"})
         return None

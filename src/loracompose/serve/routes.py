@@ -11,11 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from loracompose.serve import modules as hot_modules
+from loracompose.serve.engine import ApiError
 from loracompose.serve.errors import error_response
+from loracompose.serve.guard import bearer_matches
 from loracompose.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loracompose.serve.responses import Responder, sse_error
 from loracompose.serve.scheduler import Job, QueueFull
-from loracompose.serve.schemas import ChatRequest, CompletionRequest, JudgeRequest
+from loracompose.serve.schemas import ChatRequest, CompletionRequest, JudgeRequest, ModuleDirectory
 
 DISCONNECT_POLL_S = 0.1  # how often a non-streamed request checks that its client is still there
 STATIC = resources.files("loracompose.serve") / "static"
@@ -35,6 +38,31 @@ async def health(request: Request):
 async def metrics(request: Request):
     """Prometheus' text format (serve/metrics.py lists the series); behind the API key like the API."""
     return Response(request.app.state.scheduler.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+
+def _admin(request: Request) -> None:
+    """Refuse an /admin request without the admin key (the API key where no admin key is set)."""
+    key = request.app.state.admin_key
+    if not key:
+        raise ApiError(403, "the /admin routes are off: start the server with --admin-key (or --api-key) to "
+                            "add and remove modules at run time")
+    if not bearer_matches(request, key):
+        raise ApiError(401, "missing or wrong admin key; send 'Authorization: Bearer <admin key>' (--admin-key, "
+                            "else --api-key)", headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.post("/admin/modules", status_code=201)
+def add_module(body: ModuleDirectory, request: Request):  # sync: reading and checking a module is CPU and disk
+    """Load the module in a directory under --modules, checked as at start-up; in-flight requests go on."""
+    _admin(request)
+    return hot_modules.add(request.app.state.engine, request.app.state.scheduler, body.directory)
+
+
+@router.delete("/admin/modules/{name:path}")
+def remove_module(name: str, request: Request):
+    """Stop serving a module: new requests naming it get 404; accepted ones finish with it."""
+    _admin(request)
+    return hot_modules.remove(request.app.state.engine, request.app.state.scheduler, name)
 
 
 @router.get("/v1/models")

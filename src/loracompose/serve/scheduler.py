@@ -39,12 +39,16 @@ import math
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
+
+import torch
 
 from loracompose.decoding import Decoder, continuation_text
 from loracompose.serve.engine import Engine, Plan
 from loracompose.serve.metrics import Metrics
+from loracompose.serve import modules as hot_modules
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,14 @@ class Job:
     answered: bool = False
     first_token: bool = False  # its prefill has drawn its first token (time-to-first-token recorded)
 
+    def uses(self) -> set[str]:
+        """The modules its sequences weight (by name, from the plan's columns)."""
+        used = set()
+        for sequence in self.plan.sequences:
+            if sequence.rows is not None:
+                used.update(self.plan.columns[j] for j in sequence.rows.abs().sum(0).nonzero().flatten().tolist())
+        return used
+
 
 class Scheduler:
     def __init__(self, engine: Engine):
@@ -80,6 +92,7 @@ class Scheduler:
         self.running: list[Job] = []
         self.job_seconds = 1.0  # moving average of a job's time from arrival to answer: the Retry-After estimate
         self.batch_rows = 0  # rows of the running batch after the last step (read by the metrics)
+        self.admin: deque[tuple[Callable, Future]] = deque()  # run in this thread between steps (`call`)
         self.metrics = Metrics(queue_depth=lambda: len(self.queue), batch_rows=lambda: self.batch_rows,
                                running=lambda: len(self.running), modules=lambda: len(engine.bank))
         self.stats = {"batches": 0, "sequences": 0, "steps": 0, "max_batch_jobs": 0, "max_batch_rows": 0,
@@ -98,6 +111,35 @@ class Scheduler:
             self.queue.append(job)
             self.stats["max_queue_seen"] = max(self.stats["max_queue_seen"], len(self.queue))
             self.ready.notify()
+
+    def call(self, fn: Callable, timeout: float = 120.0):
+        """Run `fn()` in the scheduler thread between two steps (where the fused layers may change); its result."""
+        future: Future = Future()
+        with self.ready:
+            if self.stopping:
+                raise RuntimeError("the scheduler is stopping")
+            self.admin.append((fn, future))
+            self.ready.notify()
+        return future.result(timeout)
+
+    def rebank(self, modules: list) -> None:
+        """Fuse `modules` as the bank (this thread only); running rows move to the new columns by name."""
+        old = hot_modules.rebank(self.engine, modules)
+        new = self.engine.bank.names
+        for decoder in self.cohorts:
+            decoder.composed = self.engine.composed
+            decoder.remap_columns(old, new)
+
+    def prune(self) -> None:
+        """Drop from the fused layers the removed modules no accepted request (running or queued) uses."""
+        if not self.engine.draining:
+            return
+        with self.ready:
+            waiting = list(self.queue)
+        used = set().union(*(job.uses() for job in self.running + waiting))
+        unused = self.engine.draining - used
+        if unused:
+            self.rebank([m for m in self.engine.bank.modules if m.name not in unused])
 
     def stop(self) -> None:
         with self.ready:
@@ -120,6 +162,7 @@ class Scheduler:
             joining = self._admit()
             if joining is None:
                 return
+            self._administer()
             try:
                 if joining:
                     self._join(joining)
@@ -131,6 +174,23 @@ class Scheduler:
                     self._answer(job, "error", (500, "internal error while generating; see the server log"))
                 self.cohorts, self.owner, self.running = [], {}, []
             self.batch_rows = self.rows()
+            if self.engine.draining:  # a removed module leaves the fused layers after its last request
+                try:
+                    self.prune()
+                except Exception:
+                    log.exception("removing a module failed")
+
+    def _administer(self) -> None:
+        """Run the calls queued by `call` (module changes)."""
+        while True:
+            with self.ready:
+                if not self.admin:
+                    break
+                fn, future = self.admin.popleft()
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # the caller gets it (an ApiError becomes its 4xx)
+                future.set_exception(exc)
 
     def _expired(self, job: Job, now: float) -> bool:
         if job.cancelled:
@@ -153,9 +213,12 @@ class Scheduler:
         job for others to share its prefill.
         """
         with self.ready:
-            while not self.stopping and not self.queue and not self.cohorts:
+            while not self.stopping and not self.queue and not self.cohorts and not self.admin:
                 self.ready.wait()
             if self.stopping:
+                for _, future in self.admin:
+                    future.set_exception(RuntimeError("the server is shutting down"))
+                self.admin.clear()
                 for job in list(self.queue) + self.running:
                     self._answer(job, "error", (503, "the server is shutting down"))
                 self.queue.clear()
@@ -179,6 +242,9 @@ class Scheduler:
 
     def _join(self, jobs: list[Job]) -> None:
         """Prefill `jobs` together, draw their first tokens, and merge them into the running batch."""
+        jobs = [job for job in jobs if self._on_current_bank(job)]
+        if not jobs:
+            return
         sequences = []
         for job in jobs:
             job.texts = [""] * len(job.plan.sequences)
@@ -206,6 +272,26 @@ class Scheduler:
         self.stats["max_batch_jobs"] = max(self.stats["max_batch_jobs"], len(self.running))
         if len({_composition_key(j) for j in self.running}) > 1:
             self.stats["mixed_batches"] += 1
+
+    def _on_current_bank(self, job: Job) -> bool:
+        """Move a job planned against an earlier bank to the current columns; False (answered 404) when a
+        module it weights has left the bank since."""
+        columns = tuple(self.engine.bank.names)
+        if job.plan.columns == columns:
+            return True
+        gone = sorted(job.uses() - set(columns))
+        if gone:
+            self._answer(job, "error", (404, f"module '{gone[0]}' was removed before this request started"))
+            return False
+        for sequence in job.plan.sequences:
+            if sequence.rows is not None:
+                moved = torch.zeros(sequence.rows.shape[0], len(columns), dtype=sequence.rows.dtype)
+                for j, name in enumerate(job.plan.columns):
+                    if name in columns:
+                        moved[:, columns.index(name)] = sequence.rows[:, j]
+                sequence.rows = moved
+        job.plan.columns = columns
+        return True
 
     def _step(self) -> None:
         """One decode step for every running sequence."""

@@ -151,3 +151,9 @@ class ChatRequest(Sampling):
 
 class JudgeRequest(Strict):
     text: str = Field(max_length=20_000)
+
+
+class ModuleDirectory(Strict):
+    """POST /admin/modules: a module directory directly under the server's --modules directory, by name."""
+
+    directory: str = Field(min_length=1, max_length=255)

@@ -12,6 +12,7 @@ class ServeSettings:
     host: str = "127.0.0.1"  # loopback unless told otherwise
     port: int = 8000
     api_key: str | None = None  # bearer token required on every API route (not /health, not the static page)
+    admin_key: str | None = None  # bearer token of the /admin routes (module hot-loading); default: api_key
     max_batch_rows: int = 16  # forward rows per batch: a sequence takes 1, a logit-sum sequence one per member
     max_queue: int = 64  # jobs waiting for a batch; beyond it, 429 with Retry-After
     batch_window_s: float = 0.01  # once a job arrives, wait this long for others to share its batch
