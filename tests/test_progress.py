@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -87,3 +88,21 @@ def test_training_progress_off_a_terminal_ends_with_the_last_losses(stderr, line
     assert len(got) <= 3  # 4 steps and 5 loss reports within one interval: first, last, not one per report
     assert got[-1].startswith("training: 100%") and got[-1].endswith("loss=2.000, val_loss=2.500]")
     assert stderr.getvalue() == ""
+
+
+def test_the_command_line_logs_progress_when_stderr_is_a_pipe():
+    # A command that counts through a bar, run as a user would with stderr captured (not a terminal):
+    # the CLI's logging shows progress as plain lines without -v.
+    script = """
+import sys
+from loracompose import cli
+from loracompose.progress import progress_bar
+
+cli.cmd_data_list = lambda args: [None for _ in progress_bar(range(5), desc="counting", unit="item")]
+sys.exit(cli.main(["data", "list"]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    counted = [line for line in done.stderr.splitlines() if line.startswith("counting:")]
+    assert counted[0].startswith("counting:   0%") and counted[-1].startswith("counting: 100%"), done.stderr
+    assert "5/5" in counted[-1] and "\r" not in done.stderr
