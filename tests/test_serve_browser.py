@@ -150,5 +150,8 @@ def test_compare_view_shows_base_and_composed_side_by_side(served, browser):
     assert "positive@tiny 1" in page.locator("#compare-what").text_content()
     for box in ("#compare-base-judges", "#compare-composed-judges"):
         page.wait_for_function(f"document.querySelector('{box}').textContent.includes('no judges')", timeout=10_000)
-    assert page.locator("#compare-view").is_visible()
+    assert page.locator("#compare-view").is_visible() and page.locator("#output").is_hidden()
+    page.click("#generate")  # back to one streamed continuation: the compare view steps aside
+    page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=30_000)
+    assert page.locator("#compare-view").is_hidden() and page.locator("#output").is_visible()
     assert errors == []

@@ -137,6 +137,8 @@ function composition() {
 
 async function generate() {
   say("", false);
+  $("single").hidden = false;
+  $("compare-view").hidden = true;
   $("judges").textContent = "—";
   const out = $("output");
   out.textContent = "";
@@ -217,6 +219,7 @@ async function judge(text, box = $("judges"), against = null) {
   if (result.pending.length) notes.push("still loading: " + result.pending.join(", "));
   for (const [a, why] of Object.entries(result.failed)) notes.push(a + " unavailable: " + why);
   if (notes.length) box.append(notes.join("; "));
+  return result;
 }
 
 // Compare view: the same prompt, seed and length twice, once without any module and once with the
@@ -236,6 +239,7 @@ async function compare() {
     : "steer: " + Object.entries(steering.targets).map(([a, v]) => a + " " + v + " " + steering.strength[a]).join(", ");
   for (const id of ["compare-base", "compare-composed", "compare-base-judges", "compare-composed-judges"]) $(id).textContent = "…";
   $("compare-view").hidden = false;
+  $("single").hidden = true;
   $("generate").disabled = $("compare").disabled = true;
   try {
     const ask = (body) => fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
