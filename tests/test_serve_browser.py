@@ -34,13 +34,19 @@ def browser():
         browser.close()
 
 
-def test_move_a_slider_generate_and_see_streamed_text(served, browser):
+def open_with_key(served, browser):
+    """(page, list of its script errors): the playground opened, the API key typed (its change event lists the models)."""
     page = browser.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(served)
     page.fill("#api-key", "k3y")
-    page.locator("#api-key").blur()  # the change event: the page lists the models with the key
+    page.locator("#api-key").blur()
+    return page, errors
+
+
+def test_move_a_slider_generate_and_see_streamed_text(served, browser):
+    page, errors = open_with_key(served, browser)
     slider = page.locator("input[data-module='positive@tiny']")
     slider.wait_for()
     assert page.locator("#sliders input[type=range]").count() == 2
@@ -85,12 +91,7 @@ def test_the_page_shows_the_servers_error_message(served, browser):
 
 
 def test_an_attribute_control_sends_steer(served, browser):
-    page = browser.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(served)
-    page.fill("#api-key", "k3y")
-    page.locator("#api-key").blur()
+    page, errors = open_with_key(served, browser)
     control = page.locator("input[data-attribute='topic']")
     control.wait_for()
     assert page.locator("#attributes input[type=range]").count() == 2  # sentiment and topic
@@ -112,12 +113,7 @@ def test_an_attribute_control_sends_steer(served, browser):
 
 
 def test_compare_view_shows_base_and_composed_side_by_side(served, browser):
-    page = browser.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(served)
-    page.fill("#api-key", "k3y")
-    page.locator("#api-key").blur()
+    page, errors = open_with_key(served, browser)
     slider = page.locator("input[data-module='positive@tiny']")
     slider.wait_for()
     page.click("#compare")  # nothing composed yet: said on the page, no request
