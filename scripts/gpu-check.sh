@@ -24,6 +24,7 @@
 # .venv/bin/python when present, else python3 ($PYTHON wins). In a copy without .git, set
 # GIT_COMMIT=<hash> so bench.json names the code it measured.
 set -euo pipefail
+caller="$PWD"
 cd "$(dirname "$0")/.."
 
 out="gpu-check-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -42,11 +43,18 @@ python="${PYTHON:-}"
 if [[ -z "$python" ]]; then
   if [[ -x .venv/bin/python ]]; then python=.venv/bin/python; else python=python3; fi
 fi
+[[ "$out" = /* ]] || out="$caller/$out"  # relative to where it was called from, not the repository
+created=0
+[[ -e "$out" ]] || created=1
 mkdir -p "$out"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # the dry run shares small CPUs; the GPU run barely uses them
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # works installed or not
 start=$(date +%s)
 status=0
 "$python" -m benchmarks.gpu_check --out "$out" "${args[@]}" 2>&1 | tee "$out/gpu-check.log" || status=$?
+if [[ $status -eq 2 && $created -eq 1 ]]; then  # refused before running (bad option, no GPU): leave nothing behind
+  rm -r -- "$out"
+  exit 2
+fi
 echo "[gpu-check] wall time $(( $(date +%s) - start )) s; results in $out/ (exit $status)" | tee -a "$out/gpu-check.log"
 exit "$status"

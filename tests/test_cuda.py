@@ -15,6 +15,12 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """The model the script's checks use (its own tokenizer), so these tests and the dry run check the same thing."""
+    return cuda_checks.tiny_model(tmp_path_factory.mktemp("cuda-tiny-llama"))
+
+
+@pytest.fixture(scope="module")
 def adapters(tiny_model_dir, tmp_path_factory):
     return cuda_checks.tiny_adapters(tiny_model_dir, tmp_path_factory.mktemp("cuda-adapters"))
 

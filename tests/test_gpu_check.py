@@ -102,9 +102,12 @@ def test_outputs_table_log_and_reported_ratios(dry_run):
 def test_bad_options_and_a_missing_gpu_are_refused_with_a_message(tmp_path):
     proc = _run("--fast", timeout=60)
     assert proc.returncode == 2 and "unknown option '--fast'" in proc.stderr and "--dry-run" in proc.stderr
+    proc = _run("--dry-run", "--budget", "-1", "--out", str(tmp_path / "negative"), timeout=300)
+    assert proc.returncode == 2 and "--budget must be a positive number of seconds" in proc.stdout
+    assert not (tmp_path / "negative").exists()  # a refused run leaves no folder behind
     import torch
 
     if not torch.cuda.is_available():
         proc = _run("--out", str(tmp_path / "gpu"), timeout=300)
         assert proc.returncode == 2 and "no CUDA device" in proc.stdout and "--dry-run" in proc.stdout
-        assert not (tmp_path / "gpu" / "bench.json").exists()
+        assert not (tmp_path / "gpu").exists()
