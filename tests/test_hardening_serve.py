@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from urllib.parse import urlparse
 
@@ -14,7 +13,7 @@ import torch
 
 pytest.importorskip("fastapi")
 
-from serve_helpers import make_modules  # noqa: E402
+from serve_helpers import make_modules, post_concurrently  # noqa: E402
 from loracompose.compose.bank import ModuleBank  # noqa: E402
 from loracompose.compose.fused import ComposedModel  # noqa: E402
 from loracompose.decoding import Decoder, SamplingConfig, Sequence, sample  # noqa: E402
@@ -54,20 +53,6 @@ def url(tiny_model_dir, modules_dir):
     with serve_in_background(str(tiny_model_dir), str(modules_dir), max_tokens_cap=64, max_n=4, max_batch_rows=16,
                              max_prompt_tokens=100, batch_window_s=0.3, judges="none") as base_url:
         yield base_url
-
-
-def _concurrently(url, bodies):
-    results: list = [None] * len(bodies)
-
-    def send(i):
-        results[i] = httpx.post(f"{url}/v1/completions", json=bodies[i], timeout=60)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 # -- item 1: a poison request fails only itself ------------------------------------------------------
@@ -112,7 +97,7 @@ def test_poison_requests_fail_only_themselves(url, tiny_model_dir, monkeypatch):
     poison_temperature = {**innocent, "temperature": 1e-40}
     poison_module = {**innocent, "composition": {"modules": {"sport@tiny": POISON}}}
     poisoned_forward(monkeypatch)  # the server runs in this process: its decoder is poisoned too
-    responses = _concurrently(url, [innocent] * 5 + [poison_temperature, poison_module] + [innocent] * 5)
+    responses = post_concurrently(url, [innocent] * 5 + [poison_temperature, poison_module] + [innocent] * 5)
     statuses = [r.status_code for r in responses]
     assert statuses[:5] == [200] * 5 and statuses[7:] == [200] * 5, statuses
     assert statuses[5] == 200  # tiny temperature = greedy

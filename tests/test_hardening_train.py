@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import errno
 import json
+from functools import partial
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import Trainer
 
+from train_helpers import tiny_train_config
 import loracompose.train as train
 from loracompose.errors import LoraComposeError
-from loracompose.train import TrainConfig, train_module
+from loracompose.train import train_module
 
 
-def tiny_config(model_dir, **overrides) -> TrainConfig:
-    settings = dict(model=str(model_dir), datasets=["rotten_tomatoes"], label="positive", steps=8,
-                    batch_size=4, seq_len=32, learning_rate=1e-2, warmup_steps=0, eval_every=0, eval_rows=4,
-                    save_every=4, dropout=0.1)
-    settings.update(overrides)
-    return TrainConfig(**settings)
+tiny_config = partial(tiny_train_config, eval_every=0)  # no evaluation: these runs are about checkpoints
 
 
 def same_adapter(a, b) -> None:

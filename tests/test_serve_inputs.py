@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from serve_helpers import make_modules  # noqa: E402
+from serve_helpers import make_modules, post_concurrently  # noqa: E402
 from loracompose.serve.background import serve_in_background  # noqa: E402
 
 POS = "positive@tiny"
@@ -157,25 +156,11 @@ def test_api_key(tiny_model_dir, modules_dir):
         assert httpx.get(f"{url}/v1/models").status_code == 200  # no key configured: open
 
 
-def _concurrently(url, bodies):
-    results: list = [None] * len(bodies)
-
-    def send(i):
-        results[i] = httpx.post(f"{url}/v1/completions", json=bodies[i], timeout=60)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_full_queue_answers_429_with_retry_after(tiny_model_dir, modules_dir):
     with serve_in_background(str(tiny_model_dir), str(modules_dir), max_queue=1, max_batch_rows=1,
                              max_tokens_cap=200, judges="none") as url:
         body = {"model": tiny_model_dir.name, "prompt": "The movie", "max_tokens": 200, "seed": 0}
-        responses = _concurrently(url, [body] * 6)
+        responses = post_concurrently(url, [body] * 6)
         statuses = sorted(r.status_code for r in responses)
         assert set(statuses) == {200, 429} and statuses.count(200) >= 2, statuses
         rejected = next(r for r in responses if r.status_code == 429)

@@ -8,18 +8,11 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from train_helpers import tiny_train_config
 from loracompose import LoraComposeError
 from loracompose.cli import main
 from loracompose.models import load_base
-from loracompose.train import TrainConfig, train_module
-
-
-def tiny_config(model_dir, **overrides) -> TrainConfig:
-    settings = dict(model=str(model_dir), datasets=["rotten_tomatoes"], label="positive", steps=8,
-                    batch_size=4, seq_len=32, learning_rate=1e-2, warmup_steps=0, eval_every=4, eval_rows=4,
-                    save_every=4, dropout=0.1)
-    settings.update(overrides)
-    return TrainConfig(**settings)
+from loracompose.train import train_module
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +21,8 @@ def trained(tiny_model_dir, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one summation order, so the golden losses below hold to float32 rounding
     try:
-        return train_module(tiny_config(tiny_model_dir, steps=16, eval_every=8, save_every=8), out, progress=False)
+        config = tiny_train_config(tiny_model_dir, steps=16, eval_every=8, save_every=8)
+        return train_module(config, out, progress=False)
     finally:
         torch.set_num_threads(threads)
 
@@ -105,7 +99,7 @@ class KillAfterCheckpoint(TrainerCallback):
 
 
 def test_killed_run_resumes_to_the_same_adapter(tiny_model_dir, tmp_path):
-    config = tiny_config(tiny_model_dir)
+    config = tiny_train_config(tiny_model_dir)
     straight = train_module(config, tmp_path / "straight", progress=False)
     out = tmp_path / "resumed"
     with pytest.raises(RuntimeError, match="killed"):
@@ -123,7 +117,7 @@ def test_killed_run_resumes_to_the_same_adapter(tiny_model_dir, tmp_path):
 
 
 def test_combined_training_records_every_dataset(tiny_model_dir, tmp_path):
-    config = tiny_config(tiny_model_dir, datasets=["rotten_tomatoes", "tweets"], mixing="balanced", steps=2,
+    config = tiny_train_config(tiny_model_dir, datasets=["rotten_tomatoes", "tweets"], mixing="balanced", steps=2,
                          eval_every=0, save_every=0)
     result = train_module(config, tmp_path / "combined", progress=False)
     meta = result.metadata
@@ -166,7 +160,7 @@ def test_bad_inputs_give_one_clear_message_and_leave_nothing(tiny_model_dir, tmp
 
 
 def test_existing_module_needs_overwrite_and_resume_needs_same_settings(tiny_model_dir, tmp_path, capsys):
-    config = tiny_config(tiny_model_dir, steps=4, save_every=2, eval_every=0)
+    config = tiny_train_config(tiny_model_dir, steps=4, save_every=2, eval_every=0)
     out = tmp_path / "m"
     with pytest.raises(RuntimeError, match="killed"):
         train_module(config, out, callbacks=[KillAfterCheckpoint(2)], progress=False)
