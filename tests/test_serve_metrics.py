@@ -57,4 +57,5 @@ def test_metrics_count_timeouts_and_need_the_api_key(tiny_model_dir, tmp_path):
         body = {"model": tiny_model_dir.name, "prompt": "The movie", "max_tokens": 200, "seed": 0}
         assert httpx.post(f"{url}/v1/completions", json=body, headers=key).status_code == 408
         after = _samples(httpx.get(f"{url}/metrics", headers=key).text)
-    assert after["loracompose_requests_timed_out_total"] == 1 and after["loracompose_request_latency_seconds_count"] == 0
+    assert after["loracompose_requests_timed_out_total"] == 1
+    assert after["loracompose_request_latency_seconds_count"] == 0

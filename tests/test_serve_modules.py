@@ -82,7 +82,7 @@ def test_modules_are_added_and_removed_without_a_restart(tiny_model_dir, tmp_pat
         while httpx.get(f"{url}/health").json()["modules"] != 2:  # out of the fused layers once unused
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert httpx.post(f"{url}/v1/completions", json=tech, timeout=60).json() ["choices"] == \
+        assert httpx.post(f"{url}/v1/completions", json=tech, timeout=60).json()["choices"] == \
             with_tech.json()["choices"]  # the columns moved; the same weights, the same text
         metrics = httpx.get(f"{url}/metrics").text
         assert "loracompose_modules 2.0" in metrics

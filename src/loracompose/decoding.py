@@ -246,13 +246,8 @@ class Decoder:
         Every module a running row weights must still be in `new` (the server removes a module from
         the fused layers only once no running sequence uses it).
         """
-        if self.row_weights is None:
-            return
-        moved = torch.zeros(self.row_weights.shape[0], len(new), device=self.device)
-        for j, name in enumerate(old):
-            if name in new:
-                moved[:, new.index(name)] = self.row_weights[:, j]
-        self.row_weights = moved
+        if self.row_weights is not None:
+            self.row_weights = move_columns(self.row_weights, old, new)
 
     def _forward(self, **inputs):
         # Set only when another composition is active: the fused layers keep their coefficients
@@ -376,6 +371,17 @@ def continuation_text(tokenizer, sequence: Sequence) -> str:
     """A `Sequence`'s text so far, as `sample` would return it."""
     return _continuation(tokenizer, torch.tensor(sequence.prompt_ids, dtype=torch.long),
                          torch.tensor(sequence.tokens, dtype=torch.long))
+
+
+def move_columns(rows: torch.Tensor, old: list[str] | tuple[str, ...],
+                 new: list[str] | tuple[str, ...]) -> torch.Tensor:
+    """Composition weights (K, len(old)) over modules `old` as (K, len(new)) over `new`, by module name
+    (a module missing from `new` is dropped)."""
+    moved = torch.zeros(rows.shape[0], len(new), dtype=rows.dtype, device=rows.device)
+    for j, name in enumerate(old):
+        if name in new:
+            moved[:, list(new).index(name)] = rows[:, j]
+    return moved
 
 
 def _pad_left(tensor: torch.Tensor, width: int, dim: int, value=0) -> torch.Tensor:

@@ -43,9 +43,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
-
-from loracompose.decoding import Decoder, continuation_text
+from loracompose.decoding import Decoder, continuation_text, move_columns
 from loracompose.serve.engine import Engine, Plan
 from loracompose.serve.metrics import Metrics
 from loracompose.serve import modules as hot_modules
@@ -285,11 +283,7 @@ class Scheduler:
             return False
         for sequence in job.plan.sequences:
             if sequence.rows is not None:
-                moved = torch.zeros(sequence.rows.shape[0], len(columns), dtype=sequence.rows.dtype)
-                for j, name in enumerate(job.plan.columns):
-                    if name in columns:
-                        moved[:, columns.index(name)] = sequence.rows[:, j]
-                sequence.rows = moved
+                sequence.rows = move_columns(sequence.rows, job.plan.columns, columns)
         job.plan.columns = columns
         return True
 
