@@ -2,6 +2,11 @@
 
     mixed    each request carries one of the 16 mixed-batch compositions (drawn by a seeded generator)
     shared   every request carries the same composition (the largest of those 16)
+    lone     the mixed requests from 1 client: a request with the server to itself, the reference of
+             ratio_mixed_p50_over_lone_p50 (p50 under the 32-client load ÷ a lone request's p50)
+    short_during_long   four 160-token requests start together; 2 s later a 4-token one arrives;
+             ratio_short_over_long = its latency ÷ the long ones' mean latency (with continuous
+             batching it joins at the next step instead of waiting for their batch to end)
 
 The server runs in this process's background (`loracompose.serve.background.serve_in_background`)
 and `run_load_test` drives it over loopback. The figure needs the serving
@@ -11,7 +16,10 @@ package (`loracompose.serve`); without it, it is recorded as skipped with the re
 from __future__ import annotations
 
 import importlib.util
+import statistics
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from benchmarks.common import Settings, prepare_modules
@@ -46,14 +54,53 @@ def run(settings: Settings, model_dir: str) -> dict:
         mixed = [{"modules": c, "method": "output-sum"} for c in compositions(list(paths), settings.mixed_requests)]
         loads = {"mixed": mixed, "shared": [mixed[len(mixed) - 1]]}
         results = {}
+        lone_requests = 4 if settings.quick else 12
         with serve_in_background(settings.model, str(modules_dir), judges="none") as url:  # no judge load
+            results["lone"] = run_load_test(url, mixed, clients=1, requests=lone_requests, max_tokens=max_tokens,
+                                            seed=1)
             for name, comps in loads.items():
                 results[name] = run_load_test(url, comps, clients=clients, requests=requests,
                                               max_tokens=max_tokens, seed=0)
                 if not results[name]["ok"]:
                     raise RuntimeError(f"no {name}-composition request succeeded: {results[name]['statuses']}")
+            results["short_during_long"] = short_during_long(url, mixed, quick=settings.quick)
     mixed_rps, shared_rps = results["mixed"].get("requests_per_s"), results["shared"].get("requests_per_s")
+    lone_p50 = results["lone"].get("p50_s")
     return {"setting": {"clients": clients, "requests": requests, "max_tokens": max_tokens,
-                        "compositions_mixed": len(mixed)},
+                        "compositions_mixed": len(mixed), "lone_requests": lone_requests},
             "modules": modules, **results,
-            "ratio_mixed_over_shared_requests_per_s": mixed_rps / shared_rps if mixed_rps and shared_rps else None}
+            "ratio_mixed_over_shared_requests_per_s": mixed_rps / shared_rps if mixed_rps and shared_rps else None,
+            "ratio_mixed_p50_over_lone_p50": results["mixed"]["p50_s"] / lone_p50 if lone_p50 else None,
+            "ratio_short_over_long": results["short_during_long"]["ratio_short_over_long"]}
+
+
+def short_during_long(url: str, compositions: list[dict], quick: bool = False) -> dict:
+    """Four long requests start together; `delay` s later a short one arrives. Latencies and their ratio."""
+    import httpx
+
+    long_tokens, short_tokens, delay = (24, 2, 0.2) if quick else (160, 4, 2.0)
+    model = httpx.get(f"{url}/v1/models", timeout=30).json()["data"][0]["id"]
+    latency: dict[str, float] = {}
+    statuses: dict[str, int] = {}
+
+    def send(key: str, tokens: int, composition: dict, seed: int) -> None:
+        body = {"model": model, "prompt": "The movie", "max_tokens": tokens, "seed": seed,
+                "composition": composition}
+        start = time.perf_counter()
+        response = httpx.post(f"{url}/v1/completions", json=body, timeout=600)
+        latency[key], statuses[key] = time.perf_counter() - start, response.status_code
+
+    threads = [threading.Thread(target=send, args=(f"long{i}", long_tokens, compositions[i % len(compositions)], i))
+               for i in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(delay)
+    send("short", short_tokens, compositions[-1], 99)
+    for thread in threads:
+        thread.join()
+    if set(statuses.values()) != {200}:
+        raise RuntimeError(f"a request of the short-during-long load failed: {statuses}")
+    long_mean = statistics.fmean(latency[f"long{i}"] for i in range(4))
+    return {"long_tokens": long_tokens, "short_tokens": short_tokens, "delay_s": delay,
+            "long_mean_s": round(long_mean, 3), "short_s": round(latency["short"], 3),
+            "ratio_short_over_long": latency["short"] / long_mean}

@@ -115,7 +115,21 @@ def _serving(figure: dict) -> list[str]:
     return ["", f"Serving (loopback, {setting['clients']} clients, {setting['requests']} requests × "
                 f"{setting['max_tokens']} tokens):", ""] + _table(
         ["compositions", "requests/s", "p50 s", "p95 s", "answered"], rows) + [
-        "", f"mixed ÷ shared requests/s: {_r(figure.get('ratio_mixed_over_shared_requests_per_s'))}"]
+        "", f"mixed ÷ shared requests/s: {_r(figure.get('ratio_mixed_over_shared_requests_per_s'))}"] + \
+        _serving_latency(figure)
+
+
+def _serving_latency(figure: dict) -> list[str]:
+    """The continuous-batching latencies: a lone request, and a short one arriving while long ones decode."""
+    if "lone" not in figure or "short_during_long" not in figure:
+        return []
+    lone, short = figure["lone"], figure["short_during_long"]
+    clients, ratio = figure["setting"]["clients"], _r(figure.get("ratio_mixed_p50_over_lone_p50"))
+    return ["", f"Serving latency: lone request p50 {lone['p50_s']:.2f} s ({lone['ok']} requests, 1 client); "
+                f"{clients}-client mixed p50 ÷ lone p50: {ratio}; "
+                f"a {short['short_tokens']}-token request {short['delay_s']:g} s after four "
+                f"{short['long_tokens']}-token ones: {short['short_s']:.2f} s against their "
+                f"{short['long_mean_s']:.2f} s ({_r(figure.get('ratio_short_over_long'))})."]
 
 
 def _floor(figure: dict) -> list[str]:

@@ -76,4 +76,15 @@ def check(figures: dict) -> list[dict]:
                              result["ratio_tokens_per_s"], bound, ">="))
             rows.append(_row(f"training peak memory ÷ reference ({dataset})", "NF4, batch 8 × 64",
                              result["ratio_peak_memory"], 1.0, "<="))
+    serving = figures.get("serving") or {}
+    if serving.get("ratio_short_over_long") is not None:
+        short = serving["short_during_long"]
+        rows.append(_row("short request's latency ÷ long ones' (arriving while they decode)",
+                         f"{short['short_tokens']} tokens, {short['delay_s']:g} s after 4 × {short['long_tokens']}",
+                         serving["ratio_short_over_long"], 0.35, "<="))
+    if serving.get("ratio_mixed_p50_over_lone_p50") is not None:
+        setting = serving["setting"]
+        rows.append(_row("p50 latency under load ÷ a lone request's p50",
+                         f"{setting['clients']} clients, mixed compositions, {setting['max_tokens']} tokens",
+                         serving["ratio_mixed_p50_over_lone_p50"], 2.5, "<="))
     return rows
