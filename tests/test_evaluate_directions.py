@@ -12,7 +12,7 @@ from loracompose.cli import main
 from loracompose.evaluate.compare import compare
 from loracompose.evaluate.directions import evaluate_directions
 from loracompose.evaluate.metrics import EvalOptions, evaluate_generations, write_metrics
-from test_evaluate_end_to_end import CAPS, NEGATIVE, POSITIVE, PROMPTS, TEST_SETTINGS
+from test_evaluate_end_to_end import CAPS, NEGATIVE, POSITIVE, PROMPTS, TEST_SETTINGS, write_generations
 
 
 def composition(label: str | None, weight: float = 1.0) -> dict | None:
@@ -27,10 +27,7 @@ def composition(label: str | None, weight: float = 1.0) -> dict | None:
 
 
 def write(path, texts, label, prompts=PROMPTS):
-    rows = [{"prompt": p, "text": t, "seed": 7, "sample": s, "composition": composition(label)}
-            for s in range(2) for p, t in zip(prompts, texts)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_generations(path, texts, prompts, composition=composition(label))
 
 
 @pytest.fixture(scope="module")

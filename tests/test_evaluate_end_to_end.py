@@ -28,9 +28,10 @@ NEGATIVE = [" was awful, a boring waste of time.", " was disgusting and the serv
             " was a frustrating, broken mess.", " is ugly and the traffic is dreadful."]
 
 
-def write_generations(path, texts, module):
-    rows = [{"prompt": p, "text": t, "seed": 7, "sample": s, "module": module}
-            for s in range(2) for p, t in zip(PROMPTS, texts)]
+def write_generations(path, texts, prompts=PROMPTS, **fields):
+    """A generations file: each (prompt, text) pair as samples 0 and 1 of seed 7, with `fields` on every row."""
+    rows = [{"prompt": p, "text": t, "seed": 7, "sample": s, **fields}
+            for s in range(2) for p, t in zip(prompts, texts)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -39,7 +40,8 @@ def write_generations(path, texts, module):
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("gens")
     mixed = [t if i % 2 else NEGATIVE[i] for i, t in enumerate(POSITIVE)]  # half positive, half negative
-    return write_generations(root / "base.jsonl", mixed, None), write_generations(root / "pos.jsonl", POSITIVE, "pos")
+    return (write_generations(root / "base.jsonl", mixed, module=None),
+            write_generations(root / "pos.jsonl", POSITIVE, module="pos"))
 
 
 @pytest.fixture(scope="module")
