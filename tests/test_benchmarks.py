@@ -57,7 +57,14 @@ def test_composition_figure_times_every_configuration(quick_run):
                 _positive_stat(row["step_ms"])
                 _positive_stat(row["tokens_per_s"])
                 assert row["step_ms"]["n"] == figure["setting"]["repeats"] * figure["setting"]["steps_per_run"]
-            assert block["ratios"][str(ns[0])]["fused_over_fused_1"] == 1.0
+            # each ratio is the quotient of the medians it names, from the same block of this run
+            median = {name: row["step_ms"]["median"] for name, row in block["configs"].items()}
+            assert set(block["ratios"]) == {str(n) for n in ns}
+            for n, r in block["ratios"].items():
+                assert r["fused_over_fused_1"] == pytest.approx(median[f"fused-{n}"] / median[f"fused-{min(ns)}"])
+                assert r["peft_over_fused"] == pytest.approx(median[f"peft-{n}"] / median[f"fused-{n}"])
+                assert r["fused_over_base"] == pytest.approx(median[f"fused-{n}"] / median["base"])
+                assert r["merged_over_base"] == pytest.approx(median[f"merged-{n}"] / median["base"])
             assert all(r["peft_over_fused"] > 0 for r in block["ratios"].values())
 
 
