@@ -2,9 +2,10 @@
 
     mixed    each request carries one of the 16 mixed-batch compositions (drawn by a seeded generator)
     shared   every request carries the same composition (the largest of those 16)
+    mixed_all_rows   the mixed load on a server whose batch holds every client (--max-batch-rows 32)
     lone     the mixed requests from 1 client: a request with the server to itself, the reference of
              ratio_mixed_p50_over_lone_p50 (p50 under the 32-client load ÷ a lone request's p50)
-    short_during_long   four 160-token requests start together; 2 s later a 4-token one arrives;
+    short_during_long   four 160-token chat requests start together; 2 s later a 4-token one arrives;
              ratio_short_over_long = its latency ÷ the long ones' mean latency (with continuous
              batching it joins at the next step instead of waiting for their batch to end)
 
@@ -64,6 +65,10 @@ def run(settings: Settings, model_dir: str) -> dict:
                 if not results[name]["ok"]:
                     raise RuntimeError(f"no {name}-composition request succeeded: {results[name]['statuses']}")
             results["short_during_long"] = short_during_long(url, mixed, quick=settings.quick)
+        # The same mixed load with a batch as large as the clients: no request waits for rows.
+        with serve_in_background(settings.model, str(modules_dir), judges="none", max_batch_rows=clients) as url:
+            results["mixed_all_rows"] = run_load_test(url, mixed, clients=clients, requests=requests,
+                                                      max_tokens=max_tokens, seed=0)
     mixed_rps, shared_rps = results["mixed"].get("requests_per_s"), results["shared"].get("requests_per_s")
     lone_p50 = results["lone"].get("p50_s")
     return {"setting": {"clients": clients, "requests": requests, "max_tokens": max_tokens,
@@ -71,36 +76,48 @@ def run(settings: Settings, model_dir: str) -> dict:
             "modules": modules, **results,
             "ratio_mixed_over_shared_requests_per_s": mixed_rps / shared_rps if mixed_rps and shared_rps else None,
             "ratio_mixed_p50_over_lone_p50": results["mixed"]["p50_s"] / lone_p50 if lone_p50 else None,
+            "ratio_mixed_all_rows_p50_over_lone_p50":
+                results["mixed_all_rows"]["p50_s"] / lone_p50 if lone_p50 and results["mixed_all_rows"]["ok"] else None,
             "ratio_short_over_long": results["short_during_long"]["ratio_short_over_long"]}
 
 
+# Chat prompts the instruct model answers at length: the long requests must not stop early at EOS
+# (a plain "The movie" continuation often ends within 2 s, before the short request arrives).
+LONG_PROMPTS = ["Tell me a long story about a lighthouse keeper and the sea.",
+                "Write a long, detailed essay about the history of bridges.",
+                "Describe, in many paragraphs, a journey across a desert.",
+                "Write a long story about a dragon who learns to cook."]
+
+
 def short_during_long(url: str, compositions: list[dict], quick: bool = False) -> dict:
-    """Four long requests start together; `delay` s later a short one arrives. Latencies and their ratio."""
+    """Four long chat requests start together; `delay` s later a short one arrives. Latencies and their ratio."""
     import httpx
 
     long_tokens, short_tokens, delay = (24, 2, 0.2) if quick else (160, 4, 2.0)
     model = httpx.get(f"{url}/v1/models", timeout=30).json()["data"][0]["id"]
     latency: dict[str, float] = {}
-    statuses: dict[str, int] = {}
+    answers: dict[str, httpx.Response] = {}
 
-    def send(key: str, tokens: int, composition: dict, seed: int) -> None:
-        body = {"model": model, "prompt": "The movie", "max_tokens": tokens, "seed": seed,
-                "composition": composition}
+    def send(key: str, prompt: str, tokens: int, composition: dict, seed: int) -> None:
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": tokens,
+                "seed": seed, "composition": composition}
         start = time.perf_counter()
-        response = httpx.post(f"{url}/v1/completions", json=body, timeout=600)
-        latency[key], statuses[key] = time.perf_counter() - start, response.status_code
+        answers[key] = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600)
+        latency[key] = time.perf_counter() - start
 
-    threads = [threading.Thread(target=send, args=(f"long{i}", long_tokens, compositions[i % len(compositions)], i))
-               for i in range(4)]
+    threads = [threading.Thread(target=send, args=(f"long{i}", LONG_PROMPTS[i], long_tokens,
+                                                   compositions[i % len(compositions)], i)) for i in range(4)]
     for thread in threads:
         thread.start()
     time.sleep(delay)
-    send("short", short_tokens, compositions[-1], 99)
+    send("short", "Say hello.", short_tokens, compositions[-1], 99)
     for thread in threads:
         thread.join()
+    statuses = {key: response.status_code for key, response in answers.items()}
     if set(statuses.values()) != {200}:
         raise RuntimeError(f"a request of the short-during-long load failed: {statuses}")
     long_mean = statistics.fmean(latency[f"long{i}"] for i in range(4))
     return {"long_tokens": long_tokens, "short_tokens": short_tokens, "delay_s": delay,
+            "long_completion_tokens": [answers[f"long{i}"].json()["usage"]["completion_tokens"] for i in range(4)],
             "long_mean_s": round(long_mean, 3), "short_s": round(latency["short"], 3),
             "ratio_short_over_long": latency["short"] / long_mean}

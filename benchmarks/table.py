@@ -110,7 +110,7 @@ def _serving(figure: dict) -> list[str]:
 
     rows = [[name, number(figure[name].get("requests_per_s")), number(figure[name].get("p50_s")),
              number(figure[name].get("p95_s")), f"{figure[name].get('ok')}/{figure[name].get('requests')}"]
-            for name in ("mixed", "shared")]
+            for name in ("mixed", "shared", "mixed_all_rows") if name in figure]
     setting = figure["setting"]
     return ["", f"Serving (loopback, {setting['clients']} clients, {setting['requests']} requests × "
                 f"{setting['max_tokens']} tokens):", ""] + _table(
@@ -126,7 +126,8 @@ def _serving_latency(figure: dict) -> list[str]:
     lone, short = figure["lone"], figure["short_during_long"]
     clients, ratio = figure["setting"]["clients"], _r(figure.get("ratio_mixed_p50_over_lone_p50"))
     return ["", f"Serving latency: lone request p50 {lone['p50_s']:.2f} s ({lone['ok']} requests, 1 client); "
-                f"{clients}-client mixed p50 ÷ lone p50: {ratio}; "
+                f"{clients}-client mixed p50 ÷ lone p50: {ratio} "
+                f"({_r(figure.get('ratio_mixed_all_rows_p50_over_lone_p50'))} with {clients} batch rows); "
                 f"a {short['short_tokens']}-token request {short['delay_s']:g} s after four "
                 f"{short['long_tokens']}-token ones: {short['short_s']:.2f} s against their "
                 f"{short['long_mean_s']:.2f} s ({_r(figure.get('ratio_short_over_long'))})."]
