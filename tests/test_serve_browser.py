@@ -11,6 +11,7 @@ import pytest
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from serve_helpers import make_modules  # noqa: E402
+from loracompose.compose.methods import SERVED_METHODS  # noqa: E402
 from loracompose.serve.background import serve_in_background  # noqa: E402
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser")
@@ -58,6 +59,9 @@ def test_move_a_slider_generate_and_see_streamed_text(served, browser):
     weight = float(slider.input_value())
     assert 0.5 < weight <= 2
     assert page.locator("#sliders output").first.text_content() == f"{weight:.1f}"
+    # the methods offered are the server's (its registry, via /v1/models), not a list in the page
+    page.wait_for_function("document.querySelectorAll('#method option').length > 1")
+    assert page.eval_on_selector_all("#method option", "els => els.map(e => e.value)") == list(SERVED_METHODS)
     page.select_option("#method", "output-mean")
     page.fill("#max-tokens", "24")
     # Count the text's growth as the stream arrives.

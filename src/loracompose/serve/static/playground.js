@@ -20,6 +20,20 @@ async function apiError(response) {
   try { return (await response.json()).error.message; } catch (e) { return response.status + " " + response.statusText; }
 }
 
+function showMethods(methods) {
+  // the methods this server runs per request, from its registry (GET /v1/models), not a list of our own
+  const select = $("method");
+  const chosen = select.value;
+  if (!methods.length) return;
+  select.textContent = "";
+  for (const name of methods) {
+    const option = document.createElement("option");
+    option.value = option.textContent = name;
+    select.appendChild(option);
+  }
+  if (methods.includes(chosen)) select.value = chosen;
+}
+
 async function loadModels() {
   const response = await fetch("/v1/models", { headers: headers() });
   if (!response.ok) { $("sliders").textContent = "could not list models: " + await apiError(response); return; }
@@ -29,6 +43,7 @@ async function loadModels() {
   const [lo, hi] = base.composition.weight_range;
   range = [Math.max(-1, lo), Math.min(2, hi)];  // the page's sliders: −1 to 2, within the server's range
   $("base").textContent = "Base model: " + base.id + ".";
+  showMethods(base.composition.methods || []);
   showAttributes((base.steer || {}).attributes || {});
   const box = $("sliders");
   const previous = {};  // keep the weights when the list is reloaded (e.g. after typing an API key)
