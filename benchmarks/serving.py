@@ -82,7 +82,8 @@ def run(settings: Settings, model_dir: str) -> dict:
 
 
 # Chat prompts the instruct model answers at length: the long requests must not stop early at EOS
-# (a plain "The movie" continuation often ends within 2 s, before the short request arrives).
+# (a plain "The movie" continuation often ends within 2 s, before the short request arrives);
+# `long_completion_tokens` records that they did not.
 LONG_PROMPTS = ["Tell me a long story about a lighthouse keeper and the sea.",
                 "Write a long, detailed essay about the history of bridges.",
                 "Describe, in many paragraphs, a journey across a desert.",
@@ -98,15 +99,17 @@ def short_during_long(url: str, compositions: list[dict], quick: bool = False) -
     latency: dict[str, float] = {}
     answers: dict[str, httpx.Response] = {}
 
-    def send(key: str, prompt: str, tokens: int, composition: dict, seed: int) -> None:
+    def send(key: str, prompt: str, tokens: int, composition: dict | None, seed: int) -> None:
         body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": tokens,
                 "seed": seed, "composition": composition}
         start = time.perf_counter()
         answers[key] = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600)
         latency[key] = time.perf_counter() - start
 
-    threads = [threading.Thread(target=send, args=(f"long{i}", LONG_PROMPTS[i], long_tokens,
-                                                   compositions[i % len(compositions)], i)) for i in range(4)]
+    # The long ones on the base (some compositions end these answers early at EOS), the short one composed:
+    # it joins a batch of other compositions.
+    threads = [threading.Thread(target=send, args=(f"long{i}", LONG_PROMPTS[i], long_tokens, None, i))
+               for i in range(4)]
     for thread in threads:
         thread.start()
     time.sleep(delay)
