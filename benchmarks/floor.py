@@ -8,10 +8,12 @@ interleaved and reversed on every repeat as in `composition.time_configs`):
     bank-3     `ComposedModel` over a bank of `bank` modules (the same 3 first, then random
                in-memory modules of the same rank and targets), the 3 at weight 1, the rest 0
     fused-8    8 modules, every weight 1
+    fused-8-separate   the same with one A matmul per layer (`fused.SHARED_INPUT` empty): what
+               one A matmul for q/k/v and one for gate/up saves
     peft-8     PEFT's forward with the 8 adapters active
 
 Ratios: bank-3 ÷ fused-3 (a large bank costs what its active modules cost),
-fused-8 ÷ base, PEFT-8 ÷ fused-8.
+fused-8 ÷ base, PEFT-8 ÷ fused-8, fused-8-separate ÷ fused-8.
 
 Decode loop: `decoding.Decoder` sampling `loop_tokens` tokens at batch 1 (top-k 50,
 top-p 0.95, T = 1, its own generator; EOS off so every run makes the same number of
@@ -57,6 +59,7 @@ def random_modules(model: torch.nn.Module, like, count: int, seed: int) -> list:
 def _step_configs(model_spec: str, paths: dict[str, Path], bank_size: int) -> list[Config]:
     from peft import PeftModel
 
+    from loracompose.compose import fused
     from loracompose.compose.bank import ModuleBank
     from loracompose.compose.fused import ComposedModel
     from loracompose.models import load_base
@@ -67,9 +70,13 @@ def _step_configs(model_spec: str, paths: dict[str, Path], bank_size: int) -> li
     big = ModuleBank.from_loaded(bank.modules[:3] + random_modules(shared.model, bank.modules[0], bank_size - 3, 7))
     composed: dict[str, ComposedModel] = {}
 
-    def attach(modules: ModuleBank, weights: torch.Tensor):
+    def attach(modules: ModuleBank, weights: torch.Tensor, shared_input: tuple = fused.SHARED_INPUT):
         def setup():
-            composed["active"] = ComposedModel(shared.model, modules)
+            saved, fused.SHARED_INPUT = fused.SHARED_INPUT, shared_input
+            try:
+                composed["active"] = ComposedModel(shared.model, modules)
+            finally:
+                fused.SHARED_INPUT = saved
             composed["active"].set_weights(weights)
         return setup
 
@@ -90,6 +97,8 @@ def _step_configs(model_spec: str, paths: dict[str, Path], bank_size: int) -> li
             Config(f"bank{bank_size}-3", lambda: shared.model, attach(big, three), detach),
             Config("fused-8", lambda: shared.model, attach(ModuleBank.from_loaded(bank.modules[:8]),
                                                            torch.ones(1, 8)), detach),
+            Config("fused-8-separate", lambda: shared.model, attach(ModuleBank.from_loaded(bank.modules[:8]),
+                                                                    torch.ones(1, 8), ()), detach),
             Config("peft-8", lambda: peft_model)]
 
 
@@ -153,5 +162,6 @@ def run(settings: Settings, model_dir: str) -> dict:
             "modules": modules, "step_ms": rows,
             "ratios": {"bank_over_fused_3": ratio(rows[big], rows["fused-3"]),
                        "fused_8_over_base": ratio(rows["fused-8"], rows["base"]),
-                       "peft_8_over_fused_8": ratio(rows["peft-8"], rows["fused-8"])},
+                       "peft_8_over_fused_8": ratio(rows["peft-8"], rows["fused-8"]),
+                       "separate_a_over_shared_a": ratio(rows["fused-8-separate"], rows["fused-8"])},
             "decode_loop": decode_loop(settings.model, settings)}

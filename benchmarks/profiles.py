@@ -3,6 +3,8 @@
     flock /tmp/loracompose-cpu.lock python -m benchmarks.profiles decode --batch 1 --out decode.txt
     flock /tmp/loracompose-cpu.lock python -m benchmarks.profiles train --data tweets --out train.txt
 
+    flock /tmp/loracompose-cpu.lock python -m benchmarks.profiles compile --batch 1
+
 `decode`: torch.profiler over `steps` decode steps of the bare base, fused
 output-sum with 1 and 8 modules and PEFT with 8 active adapters (dense float
 base); per configuration the total, the number of operator calls per step and
@@ -68,6 +70,38 @@ def decode(model_spec: str, batch: int, steps: int, rows: int) -> str:
             out.append(f"== {name}: batch {batch}, {per_step:.1f} ms/step under the profiler, "
                        f"{_calls(prof) / (steps + 1):.0f} operator calls per forward\n{_table(prof, rows)}")
     return "\n".join(out)
+
+
+def compiled(model_spec: str, batch: int, steps: int, repeats: int = 3) -> str:
+    """Decode step of the fused 8-module model, eager against `torch.compile` (Inductor), interleaved."""
+    import statistics
+    import time
+
+    from benchmarks.composition import time_run
+    from loracompose.compose.bank import ModuleBank
+    from loracompose.compose.fused import ComposedModel
+    from loracompose.models import load_base, resolve_model
+
+    settings = Settings(model=model_spec, quick=False, ns=(8,))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, _ = prepare_modules(settings, str(resolve_model(model_spec).path), Path(tmp))
+        base = load_base(model_spec, quantize=None)
+        composed = ComposedModel(base.model, ModuleBank(base.model, paths, base.fingerprint))
+    composed.set_weights(torch.ones(1, 8))
+    prefill = torch.randint(100, 1000, (batch, 16))
+    started = time.perf_counter()
+    fast = torch.compile(base.model)
+    time_run(fast, prefill, 3)  # compiles prefill and decode graphs
+    compile_s = time.perf_counter() - started
+    time_run(base.model, prefill, 2)
+    eager, comp = [], []
+    for repeat in range(repeats):
+        runs = [(base.model, eager), (fast, comp)]
+        for model, times in runs if repeat % 2 == 0 else reversed(runs):  # order reversed every other round
+            times += time_run(model, prefill, steps)[1]
+    e, c = statistics.median(eager) * 1000, statistics.median(comp) * 1000
+    return (f"fused 8 modules, batch {batch}: eager {e:.1f} ms/step, torch.compile {c:.1f} ms/step "
+            f"(compiled ÷ eager {c / e:.2f}; {len(eager)} steps each), compiling took {compile_s:.0f} s")
 
 
 def train(model_spec: str, dataset: str, steps: int, rows: int) -> str:
@@ -138,7 +172,7 @@ def main() -> None:
         print(train_child(json.loads(sys.argv[2])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["decode", "train"])
+    parser.add_argument("what", choices=["decode", "train", "compile"])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
@@ -150,8 +184,11 @@ def main() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    text = decode(args.model, args.batch, args.steps, args.rows) if args.what == "decode" else \
-        train(args.model, args.data, args.steps, args.rows)
+    if args.what == "compile":
+        text = compiled(args.model, args.batch, args.steps)
+    else:
+        text = decode(args.model, args.batch, args.steps, args.rows) if args.what == "decode" else \
+            train(args.model, args.data, args.steps, args.rows)
     if args.out:
         args.out.write_text(text)
     print(text)

@@ -33,6 +33,8 @@ def _floor(floor: dict) -> list[dict]:
                  r["bank_over_fused_3"], 1.15, "<="),
             _row("fused 8-module step ÷ bare base step", setting, r["fused_8_over_base"], 1.1, "<="),
             _row("PEFT 8-adapter step ÷ fused 8-module step", setting, r["peft_8_over_fused_8"], 2.0, ">="),
+            _row("fused 8, one A matmul per layer ÷ one per shared input (step)", setting,
+                 r["separate_a_over_shared_a"], None, None),
             _row("sampling loop tokens/s × bare model step time", f"float base, batch 1, {s['loop_tokens']} "
                  "tokens, top-k 50 / top-p 0.95", loop["loop_over_step_bound"], 0.9, ">=")]
 

@@ -29,13 +29,14 @@ def test_floor_times_the_large_bank_beside_its_active_modules(floor_run):
     figure = bench["figures"]["floor"]
     setting = figure["setting"]
     big = f"bank{setting['bank']}-3"
-    assert list(figure["step_ms"]) == ["base", "fused-3", big, "fused-8", "peft-8"]
+    assert list(figure["step_ms"]) == ["base", "fused-3", big, "fused-8", "fused-8-separate", "peft-8"]
     median = {name: stat["median"] for name, stat in figure["step_ms"].items()}
     for stat in figure["step_ms"].values():
         assert stat["n"] == setting["repeats"] * setting["steps_per_run"] and 0 < stat["min"] <= stat["max"]
-    assert figure["ratios"] == pytest.approx({"bank_over_fused_3": median[big] / median["fused-3"],
-                                              "fused_8_over_base": median["fused-8"] / median["base"],
-                                              "peft_8_over_fused_8": median["peft-8"] / median["fused-8"]})
+    assert figure["ratios"] == pytest.approx({
+        "bank_over_fused_3": median[big] / median["fused-3"], "fused_8_over_base": median["fused-8"] / median["base"],
+        "peft_8_over_fused_8": median["peft-8"] / median["fused-8"],
+        "separate_a_over_shared_a": median["fused-8-separate"] / median["fused-8"]})
     loop = figure["decode_loop"]
     # the first loop step is the prefill: each run contributes loop_tokens - 1 decode steps, as the bare runs do
     assert loop["loop_step_ms"]["n"] == loop["bare_step_ms"]["n"] == setting["repeats"] * (setting["loop_tokens"] - 1)
