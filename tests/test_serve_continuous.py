@@ -128,3 +128,46 @@ def test_a_short_request_joins_a_running_long_one_and_gets_its_solo_text(tiny_mo
     assert joined.status_code == 200 and joined.json()["choices"][0]["text"] == alone
     assert still_running and health["joined_running"] >= 1  # answered while the long one went on
     assert answers["long"].status_code == 200 and answers["long"].json()["usage"]["completion_tokens"] > 0
+
+
+def test_joining_with_sliding_window_layers(tmp_path):
+    """Gemma 3's sliding-window cache layers: a group joins while the batch is inside the window (merged),
+    or past it (decoded beside it); either way each sequence gets its solo tokens."""
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    from loracompose.models import convert_packaged
+
+    tok = AutoTokenizer.from_pretrained(convert_packaged("smollm2-135m"))
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=12,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                              bos_token_id=tok.bos_token_id, initializer_range=0.1)
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(config).save_pretrained(tmp_path / "gemma")
+    tok.save_pretrained(tmp_path / "gemma")
+    composed, tok = _setup(tmp_path / "gemma", tmp_path)
+    solo = _sequences(tok)
+    for sequence in solo:
+        Decoder(composed, tok, [sequence], last_logits_only=True).run()
+    live = _sequences(tok)
+    cohorts = [Decoder(composed, tok, live[:2], last_logits_only=True)]
+    merged = []
+    for step in range(40):
+        for joining, at in ((live[2:3], 1), (live[3:], 9)):
+            if step == at:
+                decoder = Decoder(composed, tok, joining, last_logits_only=True)
+                decoder.step()
+                target = next((d for d in cohorts if d.can_absorb(decoder)), None)
+                merged.append(target is not None)
+                if target is not None:
+                    target.absorb(decoder)
+                else:
+                    cohorts.append(decoder)
+        for decoder in cohorts:
+            decoder.step()
+            decoder.compact()
+        cohorts = [d for d in cohorts if d.sequences]
+    assert merged == [True, False]  # the second group came once the batch's cache filled its window
+    for index, (alone, joined) in enumerate(zip(solo, live)):
+        assert joined.tokens == alone.tokens and joined.finish_reason == "length", index
