@@ -21,12 +21,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from loracompose.compose.bank import ModuleBank, discover_modules
 from loracompose.compose.fused import ComposedModel
 from loracompose.compose.methods import BASE_MEMBER, SERVED_METHODS
-from loracompose.compose.plan import plan_composition
+from loracompose.compose.plan import CompositionPlan, plan_composition
 from loracompose.decoding import SamplingConfig, Sequence, row_seed
 from loracompose.errors import LoraComposeError
 from loracompose.models import load_base
@@ -152,13 +150,13 @@ class Engine:
             raise ApiError(400, "prompt: give a string or a non-empty list of strings", "prompt")
         s = self.settings
         with self.modules_lock:  # the rows' columns are the bank's modules now (it may change at run time)
-            composition = self._composition(request)
+            composition, planned = self._composition(request)
             removed = sorted(set(composition.modules) & self.draining)
             if removed:
                 names = ", ".join(m.name for m in self.served()) or "none"
                 raise ApiError(404, f"unknown module '{shown(removed[0])}' (it was removed); known modules: {names}",
                                "composition.modules")
-            rows, coefficients = self._rows(composition)
+            rows, coefficients = planned.rows(self.composed)  # (K, N) over the bank now, λ (K,); None: the base
             columns = tuple(self.composed.bank.names)
         max_tokens = s.default_max_tokens if request.max_tokens is None else request.max_tokens
         if not 1 <= max_tokens <= s.max_tokens_cap:
@@ -196,8 +194,8 @@ class Engine:
                                 f"server's batch holds {s.max_batch_rows}", "n")
         return plan
 
-    def _composition(self, request: Sampling) -> Composition:
-        """The request's composition; a module named as `model` means that module at weight 1."""
+    def _composition(self, request: Sampling) -> tuple[Composition, CompositionPlan]:
+        """The request's composition and its plan; a module named as `model` means that module at weight 1."""
         known = [self.model_name] + self.bank.names
         if request.model not in known:
             raise ApiError(404, f"unknown model '{shown(request.model)}'; known: {', '.join(known)}", "model")
@@ -205,7 +203,8 @@ class Engine:
             if request.composition is not None:
                 raise ApiError(400, f"model '{request.model}' is a module; give either a module as the model or a "
                                     f"composition with model '{self.model_name}', not both", "composition")
-            return Composition(modules={request.model: 1.0})
+            composition = Composition(modules={request.model: 1.0})
+            return composition, plan_composition(composition.modules, composition.method)
         composition = self._steered(request.steer) if request.steer is not None else \
             request.composition or Composition()
         s = self.settings
@@ -221,24 +220,15 @@ class Engine:
                 raise ApiError(400, f"weight {weight} of '{shown(name)}' is out of range; accepted: {s.min_weight} to "
                                     f"{s.max_weight}", "composition.modules")
         try:  # the planner's checks (a mean of weights summing to 0, logit-sum with no member, …)
-            self._plan_of(composition)
+            return composition, plan_composition(composition.modules, composition.method)
         except LoraComposeError as exc:
             raise ApiError(400, str(exc), "composition.modules") from None
-        return composition
 
     def _steered(self, steer) -> Composition:
         """A `steer` request as the composition `loracompose.steer` resolves it to (same as `generate --steer`)."""
         try:
-            steering = resolve_steering({m.name: m.info for m in self.bank.modules}, steer.targets, steer.strength,
+            steering = resolve_steering({m.name: m.info for m in self.served()}, steer.targets, steer.strength,
                                         steer.strategy)
         except LoraComposeError as exc:
             raise ApiError(400, shown(str(exc), 300), "steer") from None
         return Composition(modules=steering.composition, method=steering.method)
-
-    @staticmethod
-    def _plan_of(composition: Composition):
-        return plan_composition(composition.modules, composition.method)
-
-    def _rows(self, composition: Composition) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(rows (K, N) or None, coefficients (K,) or None) of one sequence under `composition`."""
-        return self._plan_of(composition).rows(self.composed)
