@@ -22,8 +22,10 @@ import hashlib
 from dataclasses import dataclass, field
 
 import torch
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
                                                     TopKLogitsWarper, TopPLogitsWarper)
+
 from loracompose.errors import LoraComposeError
 
 
@@ -401,8 +403,6 @@ def _paddable(cache, width: int) -> bool:
     dropped columns (its cumulative length is its width and stays below its window); other layers
     (a full sliding window, static or quantised caches) cannot be padded or trimmed here.
     """
-    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
-
     for layer in cache.layers:
         if type(layer) is DynamicSlidingWindowLayer:
             if layer.cumulative_length != layer.keys.shape[-2] or width >= layer.sliding_window - 1:
