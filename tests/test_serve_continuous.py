@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from loracompose.testing import random_adapter
-from loracompose.compose.bank import ModuleBank
-from loracompose.compose.fused import ComposedModel
+from serve_helpers import two_module_composed
 from loracompose.decoding import Decoder, SamplingConfig, Sequence
-from loracompose.models import load_base
-
-
-def _setup(tiny_model_dir, tmp_path):
-    base = load_base(str(tiny_model_dir), quantize=None)
-    paths = {"a1": random_adapter(tiny_model_dir, tmp_path / "a1", seed=51),
-             "b2": random_adapter(tiny_model_dir, tmp_path / "b2", seed=52, rank=2)}
-    return ComposedModel(base.model, ModuleBank(base.model, paths, base.fingerprint)), base.tokenizer
 
 
 def _sequences(tok):
@@ -34,7 +24,7 @@ def _sequences(tok):
 
 
 def test_sequences_joining_mid_flight_get_their_solo_tokens(tiny_model_dir, tmp_path):
-    composed, tok = _setup(tiny_model_dir, tmp_path)
+    composed, tok = two_module_composed(tiny_model_dir, tmp_path)
     solo = _sequences(tok)
     for sequence in solo:
         Decoder(composed, tok, [sequence], last_logits_only=True).run()
@@ -73,7 +63,7 @@ def test_sequences_joining_mid_flight_get_their_solo_tokens(tiny_model_dir, tmp_
 
 
 def test_a_cancelled_sequence_leaves_at_once_and_the_others_go_on(tiny_model_dir, tmp_path):
-    composed, tok = _setup(tiny_model_dir, tmp_path)
+    composed, tok = two_module_composed(tiny_model_dir, tmp_path)
     solo = _sequences(tok)
     for sequence in solo:
         Decoder(composed, tok, [sequence], last_logits_only=True).run()
@@ -92,7 +82,7 @@ def test_a_cancelled_sequence_leaves_at_once_and_the_others_go_on(tiny_model_dir
 
 
 def test_remapping_columns_keeps_each_rows_weights(tiny_model_dir, tmp_path):
-    composed, tok = _setup(tiny_model_dir, tmp_path)
+    composed, tok = two_module_composed(tiny_model_dir, tmp_path)
     decoder = Decoder(composed, tok, _sequences(tok)[1:2], last_logits_only=True)
     decoder.remap_columns(["a1", "b2"], ["c3", "b2", "a1"])
     assert decoder.row_weights.tolist() == [[0.0, -0.5, 1.0]]
@@ -146,7 +136,7 @@ def test_joining_with_sliding_window_layers(tmp_path):
     torch.manual_seed(0)
     Gemma3ForCausalLM(config).save_pretrained(tmp_path / "gemma")
     tok.save_pretrained(tmp_path / "gemma")
-    composed, tok = _setup(tmp_path / "gemma", tmp_path)
+    composed, tok = two_module_composed(tmp_path / "gemma", tmp_path)
     solo = _sequences(tok)
     for sequence in solo:
         Decoder(composed, tok, [sequence], last_logits_only=True).run()

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from loracompose.compose.bank import ModuleBank
-from loracompose.compose.fused import ComposedModel
+from serve_helpers import two_module_composed
 from loracompose.decoding import Decoder, SamplingConfig, Sequence, continuation_text, sample
-from loracompose.models import load_base
-from loracompose.testing import random_adapter
 
 
 def test_mixed_batch_equals_each_sequence_alone(tiny_model_dir, tmp_path):
-    base = load_base(str(tiny_model_dir), quantize=None)
-    paths = {"a1": random_adapter(tiny_model_dir, tmp_path / "a1", seed=51),
-             "b2": random_adapter(tiny_model_dir, tmp_path / "b2", seed=52, rank=2)}
-    composed = ComposedModel(base.model, ModuleBank(base.model, paths, base.fingerprint))
-    tok = base.tokenizer
+    composed, tok = two_module_composed(tiny_model_dir, tmp_path)
 
     def sequences():
         ids = [tok(p)["input_ids"] for p in ["The movie", "Once upon a time there was", "The lake", "The city"]]
