@@ -165,3 +165,19 @@ def test_a_bad_reference_model_fails_before_any_judging(files, tmp_path, capsys)
     code = main(["evaluate", str(files[0]), "--target", "sentiment=positive", "--reference", str(tmp_path / "none-here"),
                  "--out", str(tmp_path / "m.json"), *CAPS])
     assert code == 2 and "unknown model" in capsys.readouterr().err and not (tmp_path / "m.json").exists()
+
+
+def test_perplexity_of_a_subset_scores_the_same_texts_the_same(files, metrics, tiny_model_dir):
+    """`perplexity_samples: 1` scores sample 0 of each prompt only, with the very NLL the full pass gave
+    those texts; the others carry none, and the summary counts what was scored."""
+    options = EvalOptions(reference=str(tiny_model_dir), settings=TEST_SETTINGS, resamples=500, progress=False,
+                          perplexity_samples=1)
+    subset = evaluate_generations(files[1], "sentiment=positive", options)
+    full = {(s["prompt"], s["sample"]): s for s in metrics[1]["samples"]}
+    scored = [s for s in subset["samples"] if "nll" in s]
+    assert [s["sample"] for s in scored] == [0] * 8 and subset["fluency"]["texts"] == 8
+    assert all("nll" not in s for s in subset["samples"] if s["sample"] != 0)
+    for s in scored:
+        assert s["nll"] == pytest.approx(full[(s["prompt"], 0)]["nll"], rel=1e-5)
+        assert s["tokens"] == full[(s["prompt"], 0)]["tokens"]
+    assert subset["fluency"]["tokens"] == sum(s["tokens"] for s in scored)

@@ -73,7 +73,7 @@ def test_report_tables_hold_the_known_numbers(db, tmp_path):
     assert "| 20.0 | 0.900 | 12 |" in md
     # Headline: output-sum vs single:imdb on IMDb's held-out prompts, one test: p = 1/32, significant.
     headline = md.split("## Headline")[1].split("##")[0]
-    assert "| tiny | positive | imdb | 0.333 [" in headline and "| +0.500 [" in headline
+    assert "| tiny | positive | heldout:imdb | imdb | 0.333 [" in headline and "| +0.500 [" in headline
     assert "| 0.031 | 0.031 | ▲ | 12 |" in headline
     assert "test machine" in md and "| 10 min 0 s | train 1 |" in md
     for plot in ("accuracy-sentiment-positive-tiny.png", "perplexity-sentiment-tiny.png", "heatmap-multi-tiny.png"):
@@ -149,3 +149,34 @@ def test_report_prints_the_code_version_of_each_run(db, tmp_path):
     assert "code 0123abc+local-changes." in md  # the latest run
     assert "| 10 min 0 s | train 1 | unknown (" in md
     assert "| 1 min 0 s | none (all cached) | 0123abc+local-changes |" in md
+
+
+def test_headline_on_shared_prompts_tests_output_sum_against_every_single_module(tmp_path):
+    """On a prompt set every module shares (the authors' pplm35), output-sum is tested against each
+    single-dataset module, one Holm family; the per-target table's baseline is the best single module;
+    perplexity measured on a subset says on how many texts."""
+    hits = {"single:imdb": HITS["single:imdb"], "single:tweets": [1] * 6 + [0] * 6, "output-sum": HITS["output-sum"]}
+    with Store(tmp_path / "results.sqlite") as store:
+        run = store.start_run("shared", "name: shared\n", "inprocess", "m", "2026-01-01T00:00:00", "log")
+        for condition, row in hits.items():
+            m = metrics(row)
+            for s in m["samples"]:
+                if s["sample"] != 0:  # evaluate.perplexity_samples: 1
+                    del s["nll"], s["tokens"]
+            store.put({"experiment": "shared", "model": "tiny", "task": "sentiment", "prompt_set": "pplm35",
+                       "condition": condition, "target": "positive", "seed": 0, "generate_key": "g",
+                       "evaluate_key": condition, "metrics": m}, run)
+        store.finish_run(run, "2026-01-01T00:10:00", 600.0, "done", 3, {})
+        paths = write_report(store, "shared", tmp_path / "report")
+    md = paths["markdown"].read_text()
+    headline = md.split("## Headline")[1].split("\n## ")[0]
+    # vs imdb: 6 discordant pairs, all won → p = 2/2^6; vs tweets: 4, all won → p = 2/2^4 = 0.125.
+    # Holm: 2 · 1/32 = 0.0625, then max(0.0625, 0.125) = 0.125; neither below 0.05.
+    assert "| tiny | positive | pplm35 | imdb | 0.333 [" in headline and "| 0.031 | 0.062 | = | 12 |" in headline
+    assert "| tiny | positive | pplm35 | tweets | 0.500 [" in headline and "| 0.125 | 0.125 | = | 12 |" in headline
+    assert "in 2 of 2 comparisons" in headline and "significantly better in 0" in headline
+    assert "| single:tweets (baseline) | tiny | 0.500 [" in md  # the best single module
+    assert "| 20.0 (n=6) | 0.900 | 12 |" in md  # perplexity of sample 0 of each prompt only
+    study = md.split("the study's layout")[1].split("\n## ")[0]
+    assert "| condition | tiny positive | tiny negative | tiny mean | tiny ppl | tiny dist-2 |" in study
+    assert "| output-sum | 83.3 | – | – | 20.0 | 0.900 |" in study

@@ -50,6 +50,8 @@ def test_defaults_expand_single_and_heldout():
     ({"colour": "red"}, "colour"),
     ({"compose": {"density": 1.5}}, "compose.density"),
     ({"learn_weights": {"steps": "many"}}, "learn_weights.steps"),
+    ({"tasks": [{"set": "sentiment", "samples": 0}]}, "tasks[0].samples"),
+    ({"evaluate": {"perplexity_samples": 0}}, "evaluate.perplexity_samples"),
 ])
 def test_errors_name_the_field(changes, field):
     with pytest.raises(LoraComposeError, match=re.escape(f"spec field '{field}'")):

@@ -33,7 +33,7 @@ from loracompose.evaluate.calibration import calibration, vote_shares
 from loracompose.evaluate.generations import check_direction, read_generations
 from loracompose.evaluate.hf_judge import load_hf_judge
 from loracompose.evaluate.metrics import (EvalOptions, fluency_summary, build_panels, known_labels, load_reference,
-                                          records_metrics, reference_nll)
+                                          records_metrics, reference_nll, scored_records)
 from loracompose.evaluate.significance import bootstrap_mean_of_means
 from loracompose.provenance import git_commit
 
@@ -101,12 +101,15 @@ def evaluate_directions(files: dict[str, str | Path], attribute: str = "sentimen
     if reference is not None:  # one batched pass over every distinct file
         paths = {label: str(Path(p).resolve()) for label, p in files.items()}
         distinct = {path: label for label, path in reversed(list(paths.items()))}  # path → a label given it
-        scored, seconds = reference_nll([records[label] for label in distinct.values()], reference, options)
-        total = sum(len(records[label]) for label in distinct.values())
+        chosen = {label: scored_records(records[label], options) for label in distinct.values()}
+        subsets = {label: [records[label][i] for i in chosen[label]] for label in distinct.values()}
+        scored, seconds = reference_nll(list(subsets.values()), reference, options)
+        total = sum(len(subset) for subset in subsets.values())
         rate = round(total / seconds, 2) if seconds > 0 else None
         for (path, label), (nll, tokens) in zip(distinct.items(), scored):
-            summary = fluency_summary(records[label], nll, tokens, seconds, reference, options)
-            fluency[path] = (nll, tokens, {**summary, "texts_per_second": rate})
+            summary = fluency_summary(subsets[label], nll, tokens, seconds, reference, options)
+            fluency[path] = (dict(zip(chosen[label], nll)), dict(zip(chosen[label], tokens)),
+                             {**summary, "texts_per_second": rate})
     directions = {}
     for label, path in files.items():
         directions[label] = records_metrics(path, records[label], {attribute: label, **others}, panels,

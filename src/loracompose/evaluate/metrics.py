@@ -59,6 +59,9 @@ class EvalOptions:
     progress: bool = True
     check_directions: bool = False  # refuse a file whose composition steers toward another label than its target
     calibrate: bool = False  # add the panel's calibration on human-written neutral text (sentiment)
+    # Perplexity of a fixed subset only: samples 0..K-1 of every prompt and seed (None: every text). The
+    # reference forward costs more than judging; the subset is the same in every condition, so paired.
+    perplexity_samples: int | None = None
 
     def __post_init__(self):
         if self.judge_input not in JUDGE_INPUTS:
@@ -129,6 +132,12 @@ def reference_nll(record_lists: list[list], base, options: EvalOptions) -> tuple
     return out, seconds
 
 
+def scored_records(records, options: EvalOptions) -> list[int]:
+    """Indexes of the records whose perplexity is measured (see `EvalOptions.perplexity_samples`)."""
+    k = options.perplexity_samples
+    return [i for i, r in enumerate(records) if k is None or r.sample < k]
+
+
 def fluency_summary(records, nll, tokens, seconds: float, base, options: EvalOptions) -> dict:
     value = perplexity(nll, tokens)
     ci = None
@@ -185,8 +194,10 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
     panels = build_panels(targets, user_judges, options)
     fluency = None
     if reference is not None:
-        [(nll, tokens)], seconds = reference_nll([records], reference, options)
-        fluency = (nll, tokens, fluency_summary(records, nll, tokens, seconds, reference, options))
+        scored = scored_records(records, options)
+        [(nll, tokens)], seconds = reference_nll([[records[i] for i in scored]], reference, options)
+        summary = fluency_summary([records[i] for i in scored], nll, tokens, seconds, reference, options)
+        fluency = (dict(zip(scored, nll)), dict(zip(scored, tokens)), summary)
     metrics = records_metrics(path, records, targets, panels, fluency, options)
     if options.calibrate:
         metrics["calibration"] = calibration(panels, options)
@@ -195,7 +206,8 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
 
 def records_metrics(path, records, targets: dict[str, str], panels: dict[str, JudgePanel], fluency,
                     options: EvalOptions) -> dict:
-    """The metrics dict of one file's records; `fluency` is (nll, tokens, summary) or None."""
+    """The metrics dict of one file's records; `fluency` is (nll, tokens, summary) or None, with nll and
+    tokens by record index (the records whose perplexity was measured)."""
     texts = [r.prompt + r.text if options.judge_input == "full" else r.text for r in records]
     prompts = [r.prompt for r in records]
     attributes, hard, soft = {}, {}, {}
@@ -230,7 +242,7 @@ def records_metrics(path, records, targets: dict[str, str], panels: dict[str, Ju
         {"prompt": r.prompt, "sample": r.sample, "seed": r.seed,
          "hits": {a: bool(hard[a][i]) for a in targets},
          "soft": {a: round(float(soft[a][i]), 6) for a in targets},
-         **({"nll": float(nll[i]), "tokens": int(tokens[i])} if nll is not None else {})}
+         **({"nll": float(nll[i]), "tokens": int(tokens[i])} if nll is not None and i in nll else {})}
         for i, r in enumerate(records)
     ]
     return metrics

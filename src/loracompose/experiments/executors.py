@@ -30,7 +30,7 @@ class InProcessExecutor:
     name = "inprocess"
 
     def execute(self, plan: Plan, workdir: Path, on_done: Done, progress: bool = True) -> None:
-        for unit in plan.units:  # trains, then composes, then cells: dependencies come first
+        for unit in plan.units:  # the spec's order, piece by piece; a unit follows those it reads
             on_done(unit, run_unit(unit, workdir, progress))
 
 

@@ -90,13 +90,22 @@ class CellUnit:
 
 @dataclass
 class Plan:
+    """The grid's units, by kind, and `units`: all of them in the order they run.
+
+    That order is the spec's, piece by piece: model by model, and within a model task by task, each
+    task's modules and merges just before its cells. A unit always follows the units it reads, and an
+    interrupted run leaves whole pieces done (the first model's first task before anything of the
+    second), which the report can already show.
+    """
+
     trains: list[TrainUnit] = field(default_factory=list)
     composes: list[ComposeUnit] = field(default_factory=list)
     cells: list[CellUnit] = field(default_factory=list)
+    units: list = field(default_factory=list)
 
-    @property
-    def units(self) -> list:
-        return [*self.trains, *self.composes, *self.cells]
+    def add(self, unit) -> None:
+        {"train": self.trains, "compose": self.composes, "cell": self.cells}[unit.kind].append(unit)
+        self.units.append(unit)
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,13 +128,14 @@ def build_plan(spec: ExperimentSpec) -> Plan:
     for model in spec.models:
         for task in spec.tasks:
             prompt_sets = {p: loaded[p] for p in task_prompt_sets(spec, task)}
+            samples = task.samples or spec.samples
             for cell in cells(task):
                 keys = {}
                 for name, recipe in cell.modules.items():
                     keys[name] = train_key(model, recipe, spec.train)
                     if keys[name] not in seen:
                         seen.add(keys[name])
-                        plan.trains.append(TrainUnit(keys[name], model, recipe, spec.train))
+                        plan.add(TrainUnit(keys[name], model, recipe, spec.train))
                 for condition in cell.conditions:
                     modules = {n: keys[n] for n in condition.modules}
                     compose_key = None
@@ -138,19 +148,22 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                                                                           for n, r in recipes.items()}})
                         if compose_key not in seen:
                             seen.add(compose_key)
-                            plan.composes.append(ComposeUnit(compose_key, model, condition.method, modules, recipes,
-                                                             settings, tuple(modules.values())))
+                            plan.add(ComposeUnit(compose_key, model, condition.method, modules, recipes,
+                                                 settings, tuple(modules.values())))
                     deps = (compose_key,) if compose_key else tuple(modules.values())
                     for prompt_set, prompts in prompt_sets.items():
                         for seed in spec.seeds:
                             gen_key = content_key("generate", {
                                 "model": model, "method": condition.method, "modules": modules,
-                                "compose": compose_key, "prompts": prompts, "seed": seed, "samples": spec.samples,
+                                "compose": compose_key, "prompts": prompts, "seed": seed, "samples": samples,
                                 "generate": asdict(spec.generate)})
                             eval_key = content_key("evaluate", {"generate": gen_key, "targets": cell.targets,
                                                                 "evaluate": asdict(spec.evaluate)})
-                            plan.cells.append(CellUnit(
+                            if eval_key in seen:  # the same cell listed by two task entries
+                                continue
+                            seen.add(eval_key)
+                            plan.add(CellUnit(
                                 eval_key, gen_key, model, spec.name, task.set, cell.target, cell.targets,
-                                condition.name, prompt_set, prompts, seed, spec.samples, condition.method, modules,
+                                condition.name, prompt_set, prompts, seed, samples, condition.method, modules,
                                 compose_key, spec.generate, spec.evaluate, deps))
     return plan

@@ -80,6 +80,13 @@ def _mark(test) -> str:
     return "="
 
 
+def _perplexity(summary: Summary) -> str:
+    """Perplexity, with the number of texts it was measured on when that is a subset."""
+    if summary.perplexity is None:
+        return "–"
+    return f"{summary.perplexity:.1f}" + (f" (n={summary.n_perplexity})" if summary.n_perplexity < summary.n else "")
+
+
 def _interval(summary: Summary, attr: str) -> str:
     value, (lo, hi) = getattr(summary, attr), getattr(summary, f"{attr}_ci")
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
@@ -135,6 +142,7 @@ class ReportBuilder:
         for task in tasks:
             self._task(task)
         if "sentiment" in tasks:
+            self._study_table()
             self._headline()
         self._examples()
         if last:
@@ -185,7 +193,10 @@ class ReportBuilder:
 
     def _table(self, task: str, prompt_set: str, target: str, conditions: list[str]) -> None:
         present = [c for c in conditions if any((m, task, prompt_set, target, c) in self.systems for m in self.models)]
-        baseline = baseline_condition(present, prompt_set)
+        hard = {c: sum(s.hard for s in found) / len(found) for c in present
+                if (found := [self.summaries[k] for m in self.models
+                              if (k := (m, task, prompt_set, target, c)) in self.summaries])}
+        baseline = baseline_condition(present, prompt_set, hard)
         cells, tests = {}, []
         for model in self.models:
             base = self.systems.get((model, task, prompt_set, target, baseline))
@@ -210,7 +221,7 @@ class ReportBuilder:
                 rows.append([condition + (" (baseline)" if condition == baseline else ""), plots.short(model),
                              _interval(s, "hard"), _interval(s, "soft"),
                              "–" if t is None else f"{t.difference:+.3f} [{t.ci[0]:+.3f}, {t.ci[1]:+.3f}]",
-                             "–" if t is None else _p(t.p_holm), _mark(t), _f(s.perplexity, 1), _f(s.distinct_2),
+                             "–" if t is None else _p(t.p_holm), _mark(t), _perplexity(s), _f(s.distinct_2),
                              str(s.n)])
         self.add("table", header=header, rows=rows)
 
@@ -268,37 +279,83 @@ class ReportBuilder:
                               "over prompt sets.", path=path)
 
     def _headline(self) -> None:
-        self.add("h2", "Headline: output-sum of the single-dataset modules vs each module on its own test prompts")
-        header = ["model", "target", "dataset (held-out prompts)", "single-dataset module", "output-sum",
+        """Output-sum of the single-dataset modules against each of them, paired on (prompt, sample, seed):
+        on a held-out set against that dataset's module, on any other prompt set against every one."""
+        self.add("h2", "Headline: output-sum of the single-dataset modules vs each single-dataset module")
+        header = ["model", "target", "prompts", "single-dataset module", "single", "output-sum",
                   "Δ output-sum − single", "p (McNemar)", "p (Holm)", "", "pairs"]
-        rows, tests, found = [], [], []
-        for model in self.models:
-            for (m, task, prompt_set, target, condition), system in self.systems.items():
-                if (m, task, condition) != (model, "sentiment", "output-sum") or not prompt_set.startswith("heldout:"):
+        found, tests = [], []
+        for (model, task, prompt_set, target, condition), system in self.systems.items():
+            if (task, condition) != ("sentiment", "output-sum"):
+                continue
+            if prompt_set.startswith("heldout:"):
+                singles = [f"single:{prompt_set.split(':', 1)[1]}"]
+            else:
+                singles = sorted(k[4] for k in self.systems if k[:4] == (model, task, prompt_set, target)
+                                 and k[4].startswith("single:"))
+            for single in singles:
+                baseline = self.systems.get((model, task, prompt_set, target, single))
+                if baseline is None:
                     continue
-                dataset = prompt_set.split(":", 1)[1]
-                single = self.systems.get((model, task, prompt_set, target, f"single:{dataset}"))
-                if single is None:
-                    continue
-                test = paired_test(single, system)
+                test = paired_test(baseline, system)
                 tests.append(test)
-                found.append((model, target, dataset, summarize(single), self.summaries[(m, task, prompt_set, target,
-                                                                                         condition)], test))
+                found.append((model, target, prompt_set, single, summarize(baseline),
+                              self.summaries[(model, task, prompt_set, target, condition)], test))
         adjust(tests)
-        found.sort(key=lambda f: (self.models.index(f[0]), f[1], f[2]))
-        for model, target, dataset, single, summed, test in found:
-            rows.append([plots.short(model), target, dataset, _interval(single, "hard"), _interval(summed, "hard"),
-                         f"{test.difference:+.3f} [{test.ci[0]:+.3f}, {test.ci[1]:+.3f}]", _p(test.p),
-                         _p(test.p_holm), _mark(test), str(test.pairs)])
-        if not rows:
+        if not found:
             self.add("p", "Not available: the experiment needs the sentiment set's output-sum and single "
-                          "conditions with held-out prompt sets (prompts: [heldout]).")
+                          "conditions on the same prompts.")
             return
+        found.sort(key=lambda f: (self.models.index(f[0]), f[2], f[1], f[3]))
+        rows = [[plots.short(model), target, prompt_set, single.split(":", 1)[1], _interval(one, "hard"),
+                 _interval(summed, "hard"), f"{test.difference:+.3f} [{test.ci[0]:+.3f}, {test.ci[1]:+.3f}]",
+                 _p(test.p), _p(test.p_holm), _mark(test), str(test.pairs)]
+                for model, target, prompt_set, single, one, summed, test in found]
+        self.add("p", "Hard accuracy; Δ with a 95% paired bootstrap interval that resamples prompts; exact "
+                      "McNemar p on the paired hits, Holm-adjusted over this table.")
         self.add("table", header=header, rows=rows)
         wins = sum(1 for *_, t in found if t.difference > 0)
-        significant = sum(1 for *_, t in found if t.p_holm is not None and t.p_holm < ALPHA)
-        self.add("p", f"Output-sum beats the single-dataset module in {wins} of {len(found)} comparisons; "
-                      f"{significant} of them differ significantly after Holm correction (α = {ALPHA}).")
+        better = sum(1 for *_, t in found if t.p_holm is not None and t.p_holm < ALPHA and t.difference > 0)
+        worse = sum(1 for *_, t in found if t.p_holm is not None and t.p_holm < ALPHA and t.difference < 0)
+        self.add("p", f"Output-sum scores above the single-dataset module in {wins} of {len(found)} comparisons; "
+                      f"after Holm correction (α = {ALPHA}) it is significantly better in {better} and "
+                      f"significantly worse in {worse}.")
+
+    def _study_table(self) -> None:
+        """The sentiment grid as the study lays it out: conditions down, models across, each direction's
+        hard accuracy (%) and their mean, with perplexity and distinct-2."""
+        keys = [k for k in self.systems if k[1] == "sentiment"]
+        if not keys:
+            return
+        conditions = _condition_order("sentiment", (k[4] for k in keys))
+        for prompt_set in _prompt_set_order(k[2] for k in keys):
+            header, rows = ["condition"], []
+            models = [m for m in self.models if any(k[0] == m and k[2] == prompt_set for k in keys)]
+            for model in models:
+                name = plots.short(model)
+                header += [f"{name} positive", f"{name} negative", f"{name} mean", f"{name} ppl", f"{name} dist-2"]
+            for condition in conditions:
+                row, any_cell = [condition], False
+                for model in models:
+                    found = [self.systems.get((model, "sentiment", prompt_set, d, condition))
+                             for d in DIRECTIONS["sentiment"]]
+                    pooled = [s for s in found if s is not None]
+                    any_cell |= bool(pooled)
+                    row += [f"{100 * self.summaries[s.model, s.task, s.prompt_set, s.target, s.condition].hard:.1f}"
+                            if s is not None else "–" for s in found]
+                    mean = direction_mean(found) if len(pooled) == len(found) else None
+                    row.append("–" if mean is None else f"{100 * mean[0]:.1f}")
+                    both = summarize(System(model, "sentiment", prompt_set, "*", condition,
+                                            [x for s in pooled for x in s.samples])) if pooled else None
+                    row += ["–" if both is None else _perplexity(both).split(" ")[0],
+                            "–" if both is None else _f(both.distinct_2)]
+                if any_cell:
+                    rows.append(row)
+            self.add("h3", f"Sentiment, prompts {prompt_set}: the study's layout")
+            self.add("p", "Hard accuracy (%) toward each label and their mean; perplexity (on the measured "
+                          "subset) and distinct-2 pooled over both directions. Intervals and tests: the tables "
+                          "above and the headline below.")
+            self.add("table", header=header, rows=rows)
 
     def _example_order(self, key: tuple) -> tuple:
         model, task, prompt_set, target, condition = key

@@ -5,7 +5,8 @@ pooled over seeds. For a system with n samples:
 
     hard accuracy  mean of the per-sample hits (for several attributes: every attribute hit)
     soft accuracy  mean of the per-sample mean over attributes of P(target | text)
-    perplexity     exp(Σ NLL / Σ tokens) over the samples (token-weighted), when measured
+    perplexity     exp(Σ NLL / Σ tokens) over the samples whose NLL was measured (token-weighted): all of
+                   them, or the spec's `evaluate.perplexity_samples` subset, the same in every condition
     distinct-2     `evaluate.diversity` over the pooled continuations
 
 Intervals are cluster-bootstrap percentile intervals that resample prompts
@@ -61,18 +62,18 @@ class Summary:
     distinct_2: float | None
     n: int
     seeds: int
+    n_perplexity: int = 0  # samples whose perplexity was measured
 
 
 def summarize(system: System) -> Summary:
     hits, soft, prompts = system.hits(), system.soft(), system.prompts()
     hard_ci = bootstrap_mean(hits, resamples=RESAMPLES, groups=prompts)
     soft_ci = bootstrap_mean(soft, resamples=RESAMPLES, groups=prompts)
-    measured = all(s.get("nll") is not None for s in system.samples)
-    ppl = perplexity([s["nll"] for s in system.samples], [s.get("tokens") or 0 for s in system.samples]) \
-        if measured else None
+    measured = [s for s in system.samples if s.get("nll") is not None]
+    ppl = perplexity([s["nll"] for s in measured], [s.get("tokens") or 0 for s in measured]) if measured else None
     d2 = diversity(prompts, [s["text"] or "" for s in system.samples]).as_dict()["distinct_2"]
     return Summary(float(hits.mean()), (hard_ci.low, hard_ci.high), float(soft.mean()), (soft_ci.low, soft_ci.high),
-                   ppl, d2, len(hits), len({s["seed"] for s in system.samples}))
+                   ppl, d2, len(hits), len({s["seed"] for s in system.samples}), len(measured))
 
 
 def direction_mean(systems: list[System]) -> tuple[float, tuple[float, float]] | None:
@@ -121,14 +122,16 @@ def load_systems(store, experiment: str) -> dict[tuple, System]:
     return systems
 
 
-def baseline_condition(conditions: list[str], prompt_set: str) -> str | None:
-    """The single-dataset module of the prompt set's dataset; else the first single module; else the base."""
+def baseline_condition(conditions: list[str], prompt_set: str, hard: dict[str, float] | None = None) -> str | None:
+    """The single-dataset module of the prompt set's dataset; else the single module with the highest hard
+    accuracy in `hard` (condition → accuracy; the strictest baseline for a composition), or the first
+    one; else the base."""
     own = f"single:{prompt_set.split(':', 1)[1]}" if prompt_set.startswith("heldout:") else None
     if own in conditions:
         return own
     singles = [c for c in conditions if c.startswith("single:")]
     if singles:
-        return singles[0]
+        return max(singles, key=lambda c: (hard or {}).get(c, 0.0)) if hard else singles[0]
     return "base" if "base" in conditions else None
 
 

@@ -8,6 +8,7 @@
         targets: [positive]          # default: every label of the set
         datasets: [imdb, rotten_tomatoes, tweets]
         conditions: [base, single, combined, weights-average, output-sum]
+        samples: 20                  # optional: this task's continuations per prompt and seed
     prompts: [pplm, heldout]         # pplm | heldout (each of a task's datasets' test openings) | heldout:NAME | a file
     heldout: {prompts: 15, words: 4} # held-out prompt sets: how many openings, how many words each
     seeds: [0]
@@ -16,7 +17,7 @@
     generate: {max_new_tokens: 40, ...}
     compose: {density: 0.5, ...}     # weight merges (ties, dare-*)
     learn_weights: {steps: 40, examples: 64}
-    evaluate: {reference: none, resamples: 2000, judges: {...}}
+    evaluate: {reference: none, resamples: 2000, perplexity_samples: 2, judges: {...}}
 
 Every error is one `LoraComposeError` that names the field by its path
 (`tasks[0].conditions[2]`) and what is accepted.
@@ -55,7 +56,7 @@ REQUIRED = ("name", "models", "tasks")
 GENERATE_KEYS = {"max_new_tokens", "top_k", "top_p", "temperature", "batch_size", "template", "quantize"}
 COMPOSE_KEYS = {"density", "merge_seed", "svd_rank"}
 LEARN_KEYS = {"steps", "learning_rate", "l1", "examples"}
-EVALUATE_KEYS = {"reference", "resamples", "judge_input", "batch_size", "judges"}
+EVALUATE_KEYS = {"reference", "resamples", "judge_input", "batch_size", "judges", "perplexity_samples"}
 # TrainConfig fields the grid sets for each module (its model, data, label, the task's mixing and, for
 # derived data, the attribute), so a spec's `train` mapping does not.
 GRID_FIELDS = ("model", "datasets", "label", "mixing", "attribute")
@@ -105,10 +106,12 @@ class EvaluateSettings:
     judge_input: str = "full"  # "full" (prompt + continuation) or "continuation"
     batch_size: int = 8  # texts per reference-model forward
     judges: JudgeSettings = field(default_factory=JudgeSettings)
+    perplexity_samples: int | None = None  # perplexity of samples 0..K-1 of each prompt and seed (None: all)
 
     def options(self) -> EvalOptions:
         return EvalOptions(reference=self.reference, judge_input=self.judge_input, settings=self.judges,
-                           batch_size=self.batch_size, resamples=self.resamples, seed=0, progress=False)
+                           batch_size=self.batch_size, resamples=self.resamples, seed=0, progress=False,
+                           perplexity_samples=self.perplexity_samples)
 
 
 @dataclass
@@ -232,6 +235,8 @@ def _check_evaluate(values: dict, path: str) -> EvaluateSettings:
                                   1_000_000)
     values["batch_size"] = integer(values.get("batch_size", EvaluateSettings.batch_size), f"{path}.batch_size", 1,
                                    4096)
+    if values.get("perplexity_samples") is not None:
+        values["perplexity_samples"] = integer(values["perplexity_samples"], f"{path}.perplexity_samples", 1, 10_000)
     values.setdefault("judge_input", EvaluateSettings.judge_input)
     if values["judge_input"] not in ("full", "continuation"):
         raise fail(f"{path}.judge_input", f"must be full or continuation, got {shown(values['judge_input'])}")

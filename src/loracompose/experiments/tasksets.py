@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from loracompose.data import BUILTIN_DATASETS, Mixing
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.attributes import ATTRIBUTES
-from loracompose.experiments.validate import fail, mapping, str_list
+from loracompose.experiments.validate import fail, integer, mapping, str_list
 from loracompose.modules import module_name
 
 SETS = {
@@ -34,7 +34,7 @@ SETS = {
               "conditions": ("base", "output-sum", "weights-average", "combined", "logit-sum", "learn-weights")},
 }
 COMPOSED = ("weights-average", "output-sum", "delta-sum", "ties", "logit-sum", "learn-weights")
-TASK_KEYS = {"set", "targets", "datasets", "conditions", "mixing"}
+TASK_KEYS = {"set", "targets", "datasets", "conditions", "mixing", "samples"}
 
 
 @dataclass
@@ -46,6 +46,7 @@ class TaskSpec:
     datasets: list[str]  # datasets whose modules are trained (multi: sentiment datasets; topic: bbc)
     conditions: list[str]  # condition names, already expanded (`single` → `single:<dataset>`)
     mixing: str = "balanced"  # combined training: concat | balanced | temperature:T
+    samples: int | None = None  # continuations per prompt and seed for this task (None: the spec's `samples`)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def check_task(entry, path: str) -> TaskSpec:
         Mixing.parse(mixing)
     except LoraComposeError as exc:
         raise fail(f"{path}.mixing", str(exc)) from None
-    return TaskSpec(set_name, targets, datasets, list(dict.fromkeys(conditions)), mixing)
+    samples = None if entry.get("samples") is None else integer(entry["samples"], f"{path}.samples", 1, 10_000)
+    return TaskSpec(set_name, targets, datasets, list(dict.fromkeys(conditions)), mixing, samples)
 
 
 def cells(task: TaskSpec) -> list[Cell]:
