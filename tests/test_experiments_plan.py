@@ -45,3 +45,32 @@ def test_a_task_sets_its_own_samples_and_a_repeated_cell_runs_once(built):
     assert len(cells) == 6 * 2  # six conditions × two seeds of one prompt set
     again = plan.build_plan(parse_spec({**SPEC, "tasks": [SPEC["tasks"][0], SPEC["tasks"][0]]}))
     assert len(again.cells) == 2 * 3 * 2  # the second, identical task adds nothing
+
+
+def test_workload_counts_tokens_and_what_the_workdir_already_holds(monkeypatch, tmp_path):
+    from loracompose.experiments.cache import stage_path
+    from loracompose.experiments.workload import format_workload, workload
+    from loracompose.modules import METADATA_FILE
+
+    monkeypatch.setattr(plan, "dataset_hash", lambda name: f"hash-of-{name}")
+    task = {**SPEC["tasks"][1], "conditions": ["base", "logit-sum"]}
+    built = plan.build_plan(parse_spec({**SPEC, "models": ["smollm2-135m"], "tasks": [task],
+                                        "generate": {"max_new_tokens": 10}, "train": {"steps": 5}}))
+    train = next(u for u in built.units if u.kind == "train")
+    (stage_path(tmp_path, "train", train.key) / METADATA_FILE).parent.mkdir(parents=True)
+    (stage_path(tmp_path, "train", train.key) / METADATA_FILE).write_text("{}")
+    logit = next(u for u in built.cells if u.condition == "logit-sum")
+    stage_path(tmp_path, "evaluate", logit.key).parent.mkdir(parents=True)
+    stage_path(tmp_path, "evaluate", logit.key).write_text("{}")
+
+    rows = {r.kind: r for r in workload(built, tmp_path)}
+    assert list(rows) == ["train", "cell"]
+    # two modules of 5 steps × batch 8 × 64 tokens; one of them is in the cache
+    assert (rows["train"].units, rows["train"].done, rows["train"].tokens, rows["train"].tokens_left) == \
+        (2, 1, 2 * 5 * 8 * 64, 5 * 8 * 64)
+    # per seed: base 2 prompts × 3 samples × 10 tokens; logit-sum the same × its 2 member forwards
+    cell = rows["cell"]
+    assert (cell.units, cell.done, cell.continuations, cell.continuations_left) == (4, 1, 4 * 6, 3 * 6)
+    assert (cell.tokens, cell.tokens_left) == (2 * (60 + 120), 2 * 60 + 120)
+    text = format_workload(list(rows.values()))
+    assert "smollm2-135m  cell       4     1" in text and text.splitlines()[-1].split()[:4] == ["all", "cell", "4", "1"]

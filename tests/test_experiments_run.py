@@ -111,3 +111,17 @@ def test_ray_executor_gives_the_same_results(first, tiny_model_dir, tmp_path):
             assert got.keys() == want.keys()
             got, want = list(got.values()), list(want.values())
         assert [x if isinstance(x, str) else pytest.approx(x, rel=1e-6, nan_ok=True) for x in got] == list(want)
+
+
+def test_plan_flag_runs_nothing_and_counts_the_finished_grid(first, tiny_model_dir, tmp_path, capsys):
+    from loracompose.cli import main
+
+    workdir, _, rows = first
+    spec = write_spec(tmp_path / "tiny.yaml", tiny_spec(tiny_model_dir, workdir))
+    main(["run", str(spec), "--plan"])
+    out = capsys.readouterr().out
+    assert "nothing is run" in out
+    # one module of 3 steps × batch 2 × 32 tokens, and two cells of 3 prompts × 2 samples × 6 tokens, all done
+    assert out.splitlines()[-2].split() == ["all", "train", "1", "1", "192", "0"]
+    assert out.splitlines()[-1].split() == ["all", "cell", "2", "2", "72", "0", "12", "0"]
+    assert results(workdir) == rows

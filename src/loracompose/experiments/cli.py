@@ -23,6 +23,13 @@ def cmd_run(args) -> None:
     spec = load_spec(args.spec)
     if args.workdir:
         spec.workdir = Path(args.workdir)
+    if args.plan:
+        from loracompose.experiments.plan import build_plan
+        from loracompose.experiments.workload import format_workload, workload
+
+        print(f"experiment {spec.name}: workdir {spec.workdir} (nothing is run)")
+        print(format_workload(workload(build_plan(spec), spec.workdir)))
+        return
     executor = make_executor(args.executor, cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task,
                              num_cpus=args.num_cpus)
     summary = run_experiment(spec, executor, progress=not args.no_progress)
@@ -86,6 +93,8 @@ def register(subparsers) -> None:
     run.add_argument("--gpus-per-task", type=float, default=None, help="ray: GPUs per training/generation task")
     run.add_argument("--num-cpus", type=int, default=None, help="ray: CPUs of a local instance (default all)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--plan", action="store_true",
+                     help="run nothing: per model, the units and tokens of the grid and how many the workdir holds")
     run.set_defaults(func=cmd_run)
 
     results = subparsers.add_parser("results", help="query the results database")

@@ -2,8 +2,8 @@
 
 Progress: a bar per stage kind (train, compose, cells) and an overall bar whose
 ETA weighs each unit by its work in tokens (training: steps × batch × sequence
-length × 3 for forward and backward; a cell: prompts × samples × new tokens ×
-modules run). A log file per run goes to `<workdir>/logs/`.
+length × 3 for forward and backward; a cell: its generated tokens, `workload.unit_tokens`).
+A log file per run goes to `<workdir>/logs/`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from loracompose.experiments.executors import InProcessExecutor
 from loracompose.experiments.plan import build_plan
 from loracompose.experiments.spec import ExperimentSpec
 from loracompose.experiments.store import Store
+from loracompose.experiments.workload import unit_tokens
 from loracompose.progress import progress_bar
 from loracompose.provenance import git_commit
 
@@ -47,13 +48,12 @@ def machine() -> str:
 
 
 def _work(unit) -> float:
-    """A unit's rough cost in token-steps (for the overall ETA only)."""
+    """A unit's rough cost in token-steps (for the overall ETA only): a training token costs about three
+    generated ones (forward and backward), a merge a fixed 2,000."""
+    tokens, _ = unit_tokens(unit)
     if unit.kind == "train":
-        return 3.0 * unit.train.steps * unit.train.batch_size * unit.train.seq_len
-    if unit.kind == "compose":
-        return 2000.0
-    members = 1 + (len(unit.modules) if unit.method == "logit-sum" else 0)
-    return len(unit.prompts) * unit.samples * unit.generate.sampling.max_new_tokens * members
+        return 3.0 * tokens
+    return 2000.0 if unit.kind == "compose" else float(tokens)
 
 
 def _file_log(path: Path) -> logging.Handler:
