@@ -4,9 +4,13 @@
                     and their mean with a bootstrap interval
     per task set    a table of conditions × models per prompt set and target: hard and soft accuracy
                     with 95% intervals, perplexity, distinct-2, n, and Δ hard accuracy against the
-                    single-dataset baseline with its Holm-adjusted McNemar p-value
-    headline        output-sum of the single-dataset modules vs each single-dataset module on that
-                    dataset's own held-out test prompts (sentiment set)
+                    best single-dataset module with its Holm-adjusted McNemar p-value
+    study layout    sentiment: conditions down, per model % toward positive, negative and their mean,
+                    perplexity and distinct-2 across (the study's results table)
+    headline        output-sum of the single-dataset modules vs each single-dataset module (sentiment):
+                    on a dataset's held-out test prompts against that dataset's module, on any other
+                    prompt set against every one; Δ with a bootstrap interval clustered by prompt and
+                    McNemar p, Holm-adjusted over the whole table
     plots           accuracy by condition with intervals; accuracy against perplexity (when measured);
                     per-target heat map for the multi set
     examples        a few generations per condition
