@@ -174,9 +174,34 @@ def test_headline_on_shared_prompts_tests_output_sum_against_every_single_module
     # Holm: 2 · 1/32 = 0.0625, then max(0.0625, 0.125) = 0.125; neither below 0.05.
     assert "| tiny | positive | pplm35 | imdb | 0.333 [" in headline and "| 0.031 | 0.062 | = | 12 |" in headline
     assert "| tiny | positive | pplm35 | tweets | 0.500 [" in headline and "| 0.125 | 0.125 | = | 12 |" in headline
-    assert "in 2 of 2 comparisons" in headline and "significantly better in 0" in headline
+    assert "Per direction, output-sum scores above the single-dataset module in 2 of 2 comparisons" in headline
+    assert "significantly better in 0" in headline and "| tiny | both (mean)" not in headline  # one direction
     assert "| single:tweets (baseline) | tiny | 0.500 [" in md  # the best single module
     assert "| 20.0 (n=6) | 0.900 | 12 |" in md  # perplexity of sample 0 of each prompt only
     study = md.split("the study's layout")[1].split("\n## ")[0]
     assert "| condition | tiny positive | tiny negative | tiny mean | tiny ppl | tiny dist-2 |" in study
     assert "| output-sum | 83.3 | – | – | 20.0 | 0.900 |" in study
+
+
+def test_headline_pools_both_directions_into_the_studys_mean(tmp_path):
+    """With both directions on the same prompts, a 'both (mean)' row pairs each direction's samples with
+    the same direction's: its Δ is the mean of the two directions' Δ, over twice the pairs."""
+    negative = {"single:imdb": [1] * 6 + [0] * 6, "output-sum": [1] * 12}
+    with Store(tmp_path / "results.sqlite") as store:
+        run = store.start_run("both", "name: both\n", "inprocess", "m", "2026-01-01T00:00:00", "log")
+        for target, table in (("positive", {c: HITS[c] for c in ("single:imdb", "output-sum")}),
+                              ("negative", negative)):
+            for condition, hits in table.items():
+                store.put({"experiment": "both", "model": "tiny", "task": "sentiment", "prompt_set": "pplm35",
+                           "condition": condition, "target": target, "seed": 0, "generate_key": "g",
+                           "evaluate_key": condition + target, "metrics": metrics(hits)}, run)
+        store.finish_run(run, "2026-01-01T00:10:00", 600.0, "done", 4, {})
+        md = write_report(store, "both", tmp_path / "report")["markdown"].read_text()
+    headline = md.split("## Headline")[1].split("\n## ")[0]
+    rows = [line for line in headline.splitlines() if line.startswith("| tiny |")]
+    assert [r.split(" | ")[1] for r in rows] == ["positive", "negative", "both (mean)"]
+    # positive: 0.333 → 0.833 (Δ +0.5, 6 discordant pairs); negative: 0.5 → 1.0 (Δ +0.5, 6 discordant)
+    # both: 12 discordant pairs, all won → p = 2/2^12
+    assert "| tiny | both (mean) | pplm35 | imdb | 0.417 [" in rows[2]
+    assert "| +0.500 [" in rows[2] and "| 0.00049 |" in rows[2] and rows[2].endswith("| 24 |")
+    assert "On both (mean), output-sum scores above the single-dataset module in 1 of 1" in headline

@@ -31,12 +31,13 @@ from pathlib import Path
 
 from loracompose.experiments import report_plots as plots
 from loracompose.experiments.report_stats import (Summary, System, adjust, baseline_condition, direction_mean,
-                                                  load_systems, ordered, paired_test, summarize)
+                                                  load_systems, ordered, paired_test, pooled, summarize)
 from loracompose.experiments.tasksets import SETS
 from loracompose.paths import write_text_atomic
 
 ALPHA = 0.05
 DIRECTIONS = {"sentiment": ("positive", "negative")}  # task sets reported in both directions
+BOTH = "both (mean)"  # the headline's row for the directions pooled
 
 
 @dataclass
@@ -284,11 +285,12 @@ class ReportBuilder:
 
     def _headline(self) -> None:
         """Output-sum of the single-dataset modules against each of them, paired on (prompt, sample, seed):
-        on a held-out set against that dataset's module, on any other prompt set against every one."""
+        on a held-out set against that dataset's module, on any other prompt set against every one; and,
+        where both directions were run on the same prompts, on their mean (the study's figure) as well."""
         self.add("h2", "Headline: output-sum of the single-dataset modules vs each single-dataset module")
         header = ["model", "target", "prompts", "single-dataset module", "single", "output-sum",
                   "Δ output-sum − single", "p (McNemar)", "p (Holm)", "", "pairs"]
-        found, tests = [], []
+        found = []  # (model, target, prompt set, single condition, baseline system, output-sum system)
         for (model, task, prompt_set, target, condition), system in self.systems.items():
             if (task, condition) != ("sentiment", "output-sum"):
                 continue
@@ -299,31 +301,43 @@ class ReportBuilder:
                                  and k[4].startswith("single:"))
             for single in singles:
                 baseline = self.systems.get((model, task, prompt_set, target, single))
-                if baseline is None:
-                    continue
-                test = paired_test(baseline, system)
-                tests.append(test)
-                found.append((model, target, prompt_set, single, summarize(baseline),
-                              self.summaries[(model, task, prompt_set, target, condition)], test))
-        adjust(tests)
+                if baseline is not None:
+                    found.append((model, target, prompt_set, single, baseline, system))
         if not found:
             self.add("p", "Not available: the experiment needs the sentiment set's output-sum and single "
                           "conditions on the same prompts.")
             return
-        found.sort(key=lambda f: (self.models.index(f[0]), f[2], f[1], f[3]))
-        rows = [[plots.short(model), target, prompt_set, single.split(":", 1)[1], _interval(one, "hard"),
-                 _interval(summed, "hard"), f"{test.difference:+.3f} [{test.ci[0]:+.3f}, {test.ci[1]:+.3f}]",
+        directions = DIRECTIONS["sentiment"]
+        for model, prompt_set, single in sorted({(f[0], f[2], f[3]) for f in found}):
+            pair = {f[1]: f for f in found if (f[0], f[2], f[3]) == (model, prompt_set, single)}
+            if set(pair) == set(directions):
+                found.append((model, BOTH, prompt_set, single, pooled([pair[d][4] for d in directions], BOTH),
+                              pooled([pair[d][5] for d in directions], BOTH)))
+        order = {target: i for i, target in enumerate((*directions, BOTH))}
+        found.sort(key=lambda f: (self.models.index(f[0]), f[2], order.get(f[1], -1), f[1], f[3]))
+        tests = [paired_test(baseline, summed) for *_, baseline, summed in found]
+        adjust(tests)
+        summary = lambda s: self.summaries.get((s.model, s.task, s.prompt_set, s.target, s.condition)) or \
+            summarize(s)  # noqa: E731  (the pooled systems are not in the per-target tables)
+        rows = [[plots.short(model), target, prompt_set, single.split(":", 1)[1], _interval(summary(baseline), "hard"),
+                 _interval(summary(summed), "hard"), f"{test.difference:+.3f} [{test.ci[0]:+.3f}, {test.ci[1]:+.3f}]",
                  _p(test.p), _p(test.p_holm), _mark(test), str(test.pairs)]
-                for model, target, prompt_set, single, one, summed, test in found]
-        self.add("p", "Hard accuracy; Δ with a 95% paired bootstrap interval that resamples prompts; exact "
-                      "McNemar p on the paired hits, Holm-adjusted over this table.")
+                for (model, target, prompt_set, single, baseline, summed), test in zip(found, tests)]
+        self.add("p", f"Hard accuracy; Δ with a 95% paired bootstrap interval that resamples prompts; exact "
+                      f"McNemar p on the paired hits, Holm-adjusted over this table. Target '{BOTH}': both "
+                      f"directions' pairs together, so accuracy is the mean of the two (the study's figure) and "
+                      f"a prompt's pairs in both directions are resampled together.")
         self.add("table", header=header, rows=rows)
-        wins = sum(1 for *_, t in found if t.difference > 0)
-        better = sum(1 for *_, t in found if t.p_holm is not None and t.p_holm < ALPHA and t.difference > 0)
-        worse = sum(1 for *_, t in found if t.p_holm is not None and t.p_holm < ALPHA and t.difference < 0)
-        self.add("p", f"Output-sum scores above the single-dataset module in {wins} of {len(found)} comparisons; "
-                      f"after Holm correction (α = {ALPHA}) it is significantly better in {better} and "
-                      f"significantly worse in {worse}.")
+        for label, part in (("Per direction", [(f, t) for f, t in zip(found, tests) if f[1] != BOTH]),
+                            (f"On {BOTH}", [(f, t) for f, t in zip(found, tests) if f[1] == BOTH])):
+            if not part:
+                continue
+            wins = sum(1 for _, t in part if t.difference > 0)
+            better = sum(1 for _, t in part if t.p_holm < ALPHA and t.difference > 0)
+            worse = sum(1 for _, t in part if t.p_holm < ALPHA and t.difference < 0)
+            self.add("p", f"{label}, output-sum scores above the single-dataset module in {wins} of {len(part)} "
+                          f"comparisons; after Holm correction (α = {ALPHA}) it is significantly better in {better} "
+                          f"and significantly worse in {worse}.")
 
     def _study_table(self) -> None:
         """The sentiment grid as the study lays it out: conditions down, models across, each direction's

@@ -86,6 +86,16 @@ def direction_mean(systems: list[System]) -> tuple[float, tuple[float, float]] |
     return ci.estimate, (ci.low, ci.high)
 
 
+def pooled(systems: list[System], target: str) -> System:
+    """One system from several directions' systems on the same prompts (e.g. → positive and → negative):
+    its hard accuracy is their mean when their n are equal, its samples stay clustered by prompt (a
+    prompt's continuations in every direction are drawn together), and `keyed` pairs a sample with the
+    same direction's sample of another pooled system (the direction joins the sample number)."""
+    first = systems[0]
+    samples = [{**s, "sample": (system.target, s["sample"])} for system in systems for s in system.samples]
+    return System(first.model, first.task, first.prompt_set, target, first.condition, samples)
+
+
 @dataclass
 class Test:
     difference: float  # hard accuracy, other − baseline, on the paired samples
