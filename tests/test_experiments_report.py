@@ -205,3 +205,24 @@ def test_headline_pools_both_directions_into_the_studys_mean(tmp_path):
     assert "| tiny | both (mean) | pplm35 | imdb | 0.417 [" in rows[2]
     assert "| +0.500 [" in rows[2] and "| 0.00049 |" in rows[2] and rows[2].endswith("| 24 |")
     assert "On both (mean), output-sum scores above the single-dataset module in 1 of 1" in headline
+
+
+def test_distinct_2_is_measured_on_the_same_samples_per_prompt_in_every_condition(tmp_path):
+    """A condition with twice the samples per prompt would score a lower distinct-2 for having more text:
+    here output-sum's sample 1 repeats its sample 0 (distinct-2 0.5 over both), and the other condition has
+    sample 0 only, so both are measured on sample 0 (distinct-2 1.0)."""
+    summed = metrics(HITS["output-sum"])
+    for s in summed["samples"]:
+        s["text"] = f" words {s['prompt']} and more text"  # the same text for samples 0 and 1
+    one = metrics(HITS["single:imdb"][::2])
+    for i, s in enumerate(one["samples"]):
+        s["prompt"], s["sample"] = PROMPTS[i], 0
+    with Store(tmp_path / "results.sqlite") as store:
+        for condition, m in (("output-sum", summed), ("single:imdb", one)):
+            store.put({"experiment": "d2", "model": "tiny", "task": "sentiment", "prompt_set": "pplm35",
+                       "condition": condition, "target": "positive", "seed": 0, "generate_key": "g",
+                       "evaluate_key": condition, "metrics": m})
+        md = write_report(store, "d2", tmp_path / "report")["markdown"].read_text()
+    assert "Conditions have 1, 2 samples per prompt and seed; distinct-2 is measured on the first 1" in md
+    table = md.split("### sentiment → positive")[1].split("###")[0]
+    assert "| output-sum | tiny | 0.833 [" in table and "| 1.000 | 12 |" in table

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from loracompose.experiments import report_plots as plots
 from loracompose.experiments.report_stats import (Summary, System, adjust, baseline_condition, direction_mean,
-                                                  load_systems, ordered, paired_test, pooled, summarize)
+                                                  load_systems, ordered, paired_test, pooled, samples_per_prompt,
+                                                  summarize)
 from loracompose.experiments.tasksets import SETS
 from loracompose.paths import write_text_atomic
 
@@ -112,7 +113,11 @@ class ReportBuilder:
     def __init__(self, store, experiment: str, out: Path, examples: int):
         self.store, self.experiment, self.out, self.examples = store, experiment, out, examples
         self.systems = load_systems(store, experiment)
-        self.summaries = {key: summarize(system) for key, system in self.systems.items()}
+        # distinct-2 on as many samples per prompt and seed as the task set's smallest condition has
+        self.diversity_samples = {task: min(samples_per_prompt(s) for k, s in self.systems.items() if k[1] == task)
+                                  for task in {k[1] for k in self.systems}}
+        self.summaries = {key: summarize(system, self.diversity_samples[key[1]])
+                          for key, system in self.systems.items()}
         self.blocks: list[Block] = []
         self.models = ordered(k[0] for k in self.systems)
         self.tables: dict[tuple, dict] = {}  # (task, prompt_set, target) → (model, condition) → (summary, test)
@@ -142,7 +147,9 @@ class ReportBuilder:
                       "bootstrap over prompts. Δ: hard accuracy minus the baseline's on the same (prompt, "
                       "sample, seed); p: exact McNemar, Holm-adjusted over each table; ▲/▼ better/worse at "
                       "p < 0.05, = no significant difference. Perplexity: token-weighted, under the reference "
-                      "model (– when not measured). distinct-2: distinct word bigrams per prompt.")
+                      "model (– when not measured). distinct-2: distinct word bigrams per prompt, averaged "
+                      "over prompts, on the same number of samples per prompt and seed in every condition of a "
+                      "task set (the smallest condition's; the count is given where conditions differ).")
         tasks = ordered(k[1] for k in self.systems)
         for task in tasks:
             self._task(task)
@@ -159,6 +166,11 @@ class ReportBuilder:
         self.add("h2", f"Task set: {task}")
         keys = [k for k in self.systems if k[1] == task]
         conditions = _condition_order(task, (k[4] for k in keys))
+        counts = {samples_per_prompt(self.systems[k]) for k in keys}
+        if len(counts) > 1:
+            shown = self.diversity_samples[task]
+            self.add("p", f"Conditions have {', '.join(map(str, sorted(counts)))} samples per prompt and seed; "
+                          f"distinct-2 is measured on the first {shown} of each in every condition.")
         for prompt_set in _prompt_set_order(k[2] for k in keys):
             self._directions(task, prompt_set, conditions)
             for target in ordered(k[3] for k in keys if k[2] == prompt_set):
@@ -365,14 +377,16 @@ class ReportBuilder:
                     row.append("–" if mean is None else f"{100 * mean[0]:.1f}")
                     both = summarize(System(model, "sentiment", prompt_set, "*", condition,
                                             [x for s in pooled for x in s.samples])) if pooled else None
+                    d2 = [self.summaries[s.model, s.task, s.prompt_set, s.target, s.condition].distinct_2
+                          for s in pooled]
                     row += ["–" if both is None else _perplexity(both).split(" ")[0],
-                            "–" if both is None else _f(both.distinct_2)]
+                            "–" if not d2 or None in d2 else _f(sum(d2) / len(d2))]
                 if any_cell:
                     rows.append(row)
             self.add("h3", f"Sentiment, prompts {prompt_set}: the study's layout")
             self.add("p", "Hard accuracy (%) toward each label and their mean; perplexity (on the measured "
-                          "subset) and distinct-2 pooled over both directions. Intervals and tests: the tables "
-                          "above and the headline below.")
+                          "subset) pooled over both directions; distinct-2 the mean of the two directions'. "
+                          "Intervals and tests: the tables above and the headline below.")
             self.add("table", header=header, rows=rows)
 
     def _example_order(self, key: tuple) -> tuple:

@@ -7,7 +7,8 @@ pooled over seeds. For a system with n samples:
     soft accuracy  mean of the per-sample mean over attributes of P(target | text)
     perplexity     exp(Σ NLL / Σ tokens) over the samples whose NLL was measured (token-weighted): all of
                    them, or the spec's `evaluate.perplexity_samples` subset, the same in every condition
-    distinct-2     `evaluate.diversity` over the pooled continuations
+    distinct-2     `evaluate.diversity` over the pooled continuations: per prompt, then averaged; over
+                   the same number of samples per prompt and seed in every condition of a task set
 
 Intervals are cluster-bootstrap percentile intervals that resample prompts
 (`evaluate.significance.bootstrap_mean`). Against a baseline system the
@@ -65,13 +66,22 @@ class Summary:
     n_perplexity: int = 0  # samples whose perplexity was measured
 
 
-def summarize(system: System) -> Summary:
+def samples_per_prompt(system: System) -> int:
+    """Continuations per (prompt, seed): the highest sample index + 1."""
+    return 1 + max(s["sample"] for s in system.samples)
+
+
+def summarize(system: System, diversity_samples: int | None = None) -> Summary:
+    """The system's figures; distinct-2 over samples 0 … `diversity_samples` − 1 of each prompt and seed
+    when given (distinct-n falls as a prompt's continuations grow in number, so conditions are compared
+    on the same count), else over all."""
     hits, soft, prompts = system.hits(), system.soft(), system.prompts()
     hard_ci = bootstrap_mean(hits, resamples=RESAMPLES, groups=prompts)
     soft_ci = bootstrap_mean(soft, resamples=RESAMPLES, groups=prompts)
     measured = [s for s in system.samples if s.get("nll") is not None]
     ppl = perplexity([s["nll"] for s in measured], [s.get("tokens") or 0 for s in measured]) if measured else None
-    d2 = diversity(prompts, [s["text"] or "" for s in system.samples]).as_dict()["distinct_2"]
+    varied = [s for s in system.samples if diversity_samples is None or s["sample"] < diversity_samples]
+    d2 = diversity([s["prompt"] for s in varied], [s["text"] or "" for s in varied]).as_dict()["distinct_2"]
     return Summary(float(hits.mean()), (hard_ci.low, hard_ci.high), float(soft.mean()), (soft_ci.low, soft_ci.high),
                    ppl, d2, len(hits), len({s["seed"] for s in system.samples}), len(measured))
 
