@@ -226,3 +226,13 @@ def test_distinct_2_is_measured_on_the_same_samples_per_prompt_in_every_conditio
     assert "Conditions have 1, 2 samples per prompt and seed; distinct-2 is measured on the first 1" in md
     table = md.split("### sentiment → positive")[1].split("###")[0]
     assert "| output-sum | tiny | 0.833 [" in table and "| 1.000 | 12 |" in table
+
+
+def test_a_run_still_going_is_reported_as_started_not_finished(tmp_path):
+    with Store(tmp_path / "results.sqlite") as store:
+        run = store.start_run("going", "name: going\n", "inprocess", "m", "2026-01-03T00:00:00", "log")
+        store.put({"experiment": "going", "model": "tiny", "task": "sentiment", "prompt_set": "pplm35",
+                   "condition": "base", "target": "positive", "seed": 0, "generate_key": "g",
+                   "evaluate_key": "e", "metrics": metrics(HITS["base"])}, run)
+        md = write_report(store, "going", tmp_path / "report")["markdown"].read_text()
+    assert "Latest run started 2026-01-03T00:00:00, running (UTC) on m" in md and "finished 2026" not in md

@@ -132,8 +132,9 @@ class ReportBuilder:
         self.add("h1", f"Experiment report: {self.experiment}")
         if last:
             r = last[0]
-            self.add("p", f"Latest run finished {r['finished'] or r['started']} (UTC) on {r['machine']}, "
-                          f"code {_code(r)}.")
+            when = (f"finished {r['finished']}" if r["finished"] else
+                    f"started {r['started']}, {r['status'] or 'running'}")  # no run has finished yet
+            self.add("p", f"Latest run {when} (UTC) on {r['machine']}, code {_code(r)}.")
         if runs:
             self.add("p", "Runs of this experiment (a later run reuses the stages an earlier one finished; a "
                           "stage's cache key covers its code, so a run on changed code recomputes what it changes):")
