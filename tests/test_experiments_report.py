@@ -205,6 +205,8 @@ def test_headline_pools_both_directions_into_the_studys_mean(tmp_path):
     assert "| tiny | both (mean) | pplm35 | imdb | 0.417 [" in rows[2]
     assert "| +0.500 [" in rows[2] and "| 0.00049 |" in rows[2] and rows[2].endswith("| 24 |")
     assert "On both (mean), output-sum scores above the single-dataset module in 1 of 1" in headline
+    assert "![Δ hard accuracy, output-sum minus each single-dataset module, tiny" in headline
+    assert (tmp_path / "report" / "headline-tiny.png").stat().st_size > 1000
 
 
 def test_distinct_2_is_measured_on_the_same_samples_per_prompt_in_every_condition(tmp_path):

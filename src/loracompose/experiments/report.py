@@ -341,6 +341,14 @@ class ReportBuilder:
                       f"directions' pairs together, so accuracy is the mean of the two (the study's figure) and "
                       f"a prompt's pairs in both directions are resampled together.")
         self.add("table", header=header, rows=rows)
+        for model in ordered(f[0] for f in found):
+            points = [(f"{target}: vs {single.split(':', 1)[1]}" + (f" ({prompt_set})" if len(
+                {f[2] for f in found}) > 1 else ""), t.difference, *t.ci)
+                for (m, target, prompt_set, single, *_), t in zip(found, tests) if m == model]
+            path = plots.differences(points, f"output-sum − single-dataset module ({plots.short(model)})",
+                                     self.out / f"headline-{_slug(plots.short(model))}.png")
+            self.add("image", f"Δ hard accuracy, output-sum minus each single-dataset module, "
+                              f"{plots.short(model)}; bars: 95% bootstrap intervals over prompts.", path=path)
         for label, part in (("Per direction", [(f, t) for f, t in zip(found, tests) if f[1] != BOTH]),
                             (f"On {BOTH}", [(f, t) for f, t in zip(found, tests) if f[1] == BOTH])):
             if not part:

@@ -61,6 +61,27 @@ def accuracy_vs_perplexity(points: list[tuple[str, float, float]], title: str, o
     return out
 
 
+def differences(rows: list[tuple[str, float, float, float]], title: str, out: Path) -> Path:
+    """A forest plot: one row per comparison, its difference with a 95% interval, and a line at 0.
+
+    rows: (label, difference, interval low, interval high), top to bottom.
+    """
+    fig, ax = plt.subplots(figsize=(7.0, 0.38 * len(rows) + 1.3))
+    ys = np.arange(len(rows))[::-1]
+    diffs = np.array([r[1] for r in rows])
+    ax.errorbar(diffs, ys, xerr=[diffs - np.array([r[2] for r in rows]), np.array([r[3] for r in rows]) - diffs],
+                fmt="o", capsize=3)
+    ax.axvline(0.0, color="grey", linewidth=1)
+    ax.set_yticks(ys, [r[0] for r in rows], fontsize=8)
+    ax.set_xlabel("Δ hard accuracy (95% interval)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def target_heatmap(values: dict, rows: list[str], cols: list[str], conditions: list[str], title: str,
                    out: Path) -> Path:
     """Joint hard accuracy per sentiment (rows) × topic (columns) target, one panel per condition.
