@@ -1,16 +1,19 @@
 """`loracompose report`: Markdown and HTML from the results database, with PNG plots.
 
+In this order (the sentiment study first, then each task set in SETS' order):
+
+    headline        output-sum of the single-dataset modules vs each single-dataset module (sentiment):
+                    on a dataset's held-out test prompts against that dataset's module, on any other
+                    prompt set against every one; per direction and both directions pooled (the study's
+                    figure); Δ with a bootstrap interval clustered by prompt and McNemar p, Holm-adjusted
+                    over the whole table; a forest plot per model
+    study layout    sentiment: conditions down, per model % toward positive, negative and their mean,
+                    perplexity and distinct-2 across (the study's results table)
     both directions sentiment: hard accuracy toward positive and toward negative from the same prompts,
                     and their mean with a bootstrap interval
     per task set    a table of conditions × models per prompt set and target: hard and soft accuracy
                     with 95% intervals, perplexity, distinct-2, n, and Δ hard accuracy against the
                     best single-dataset module with its Holm-adjusted McNemar p-value
-    study layout    sentiment: conditions down, per model % toward positive, negative and their mean,
-                    perplexity and distinct-2 across (the study's results table)
-    headline        output-sum of the single-dataset modules vs each single-dataset module (sentiment):
-                    on a dataset's held-out test prompts against that dataset's module, on any other
-                    prompt set against every one; Δ with a bootstrap interval clustered by prompt and
-                    McNemar p, Holm-adjusted over the whole table
     plots           accuracy by condition with intervals; accuracy against perplexity (when measured);
                     per-target heat map for the multi set
     examples        a few generations per condition
@@ -151,12 +154,12 @@ class ReportBuilder:
                       "model (– when not measured). distinct-2: distinct word bigrams per prompt, averaged "
                       "over prompts, on the same number of samples per prompt and seed in every condition of a "
                       "task set (the smallest condition's; the count is given where conditions differ).")
-        tasks = ordered(k[1] for k in self.systems)
+        tasks = ordered((k[1] for k in self.systems), list(SETS))  # the task sets' own order
+        if "sentiment" in tasks:  # the study's comparison first: its headline, then its results table
+            self._headline()
+            self._study_table()
         for task in tasks:
             self._task(task)
-        if "sentiment" in tasks:
-            self._study_table()
-            self._headline()
         self._examples()
         if last:
             self.add("h2", "Spec")
@@ -392,10 +395,10 @@ class ReportBuilder:
                             "–" if not d2 or None in d2 else _f(sum(d2) / len(d2))]
                 if any_cell:
                     rows.append(row)
-            self.add("h3", f"Sentiment, prompts {prompt_set}: the study's layout")
+            self.add("h2", f"Sentiment, prompts {prompt_set}: the study's layout")
             self.add("p", "Hard accuracy (%) toward each label and their mean; perplexity (on the measured "
                           "subset) pooled over both directions; distinct-2 the mean of the two directions'. "
-                          "Intervals and tests: the tables above and the headline below.")
+                          "Intervals and tests: the headline above and the per-target tables below.")
             self.add("table", header=header, rows=rows)
 
     def _example_order(self, key: tuple) -> tuple:
