@@ -2,11 +2,11 @@
 
     .venv/bin/python scripts/run_costs.py runs/study/logs/study-cpu-*.log
 
-An in-process run does one unit after another, so a unit's time is the gap between its
-"done:" line and the last unit's line (or the run's first; model loading included; "cached:" units cost nothing and
-are skipped). Units are grouped by experiment, model and kind: train, compose (weight merges), and
-cells by task set (from the target) and condition family (single, output-sum, logit-sum, ...). Runs under Ray interleave units:
-this script is for the in-process executor only.
+An in-process run does one unit after another, so a unit's time is the gap between its "done:"
+line and the last unit's line (or the run's first): model loading included; "cached:" units cost
+nothing and are skipped. Units are grouped by experiment, model and kind: train, compose (weight
+merges), and cells by task set (from the target) and condition family (single, output-sum,
+logit-sum, ...). Runs under Ray interleave units: this script is for the in-process executor only.
 """
 
 from __future__ import annotations

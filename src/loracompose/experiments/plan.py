@@ -90,7 +90,7 @@ class CellUnit:
 
 @dataclass
 class Plan:
-    """The grid's units, by kind, and `units`: all of them in the order they run.
+    """The grid's units in the order they run (`units`), and by kind (`trains`, `composes`, `cells`).
 
     That order is the spec's, piece by piece: model by model, and within a model task by task, each
     task's modules and merges just before its cells. A unit always follows the units it reads, and an
@@ -98,14 +98,19 @@ class Plan:
     second), which the report can already show.
     """
 
-    trains: list[TrainUnit] = field(default_factory=list)
-    composes: list[ComposeUnit] = field(default_factory=list)
-    cells: list[CellUnit] = field(default_factory=list)
     units: list = field(default_factory=list)
 
-    def add(self, unit) -> None:
-        {"train": self.trains, "compose": self.composes, "cell": self.cells}[unit.kind].append(unit)
-        self.units.append(unit)
+    @property
+    def trains(self) -> list[TrainUnit]:
+        return [u for u in self.units if u.kind == "train"]
+
+    @property
+    def composes(self) -> list[ComposeUnit]:
+        return [u for u in self.units if u.kind == "compose"]
+
+    @property
+    def cells(self) -> list[CellUnit]:
+        return [u for u in self.units if u.kind == "cell"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,7 +140,7 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                     keys[name] = train_key(model, recipe, spec.train)
                     if keys[name] not in seen:
                         seen.add(keys[name])
-                        plan.add(TrainUnit(keys[name], model, recipe, spec.train))
+                        plan.units.append(TrainUnit(keys[name], model, recipe, spec.train))
                 for condition in cell.conditions:
                     modules = {n: keys[n] for n in condition.modules}
                     compose_key = None
@@ -148,8 +153,8 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                                                                           for n, r in recipes.items()}})
                         if compose_key not in seen:
                             seen.add(compose_key)
-                            plan.add(ComposeUnit(compose_key, model, condition.method, modules, recipes,
-                                                 settings, tuple(modules.values())))
+                            plan.units.append(ComposeUnit(compose_key, model, condition.method, modules, recipes,
+                                                        settings, tuple(modules.values())))
                     deps = (compose_key,) if compose_key else tuple(modules.values())
                     for prompt_set, prompts in prompt_sets.items():
                         for seed in spec.seeds:
@@ -162,7 +167,7 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                             if eval_key in seen:  # the same cell listed by two task entries
                                 continue
                             seen.add(eval_key)
-                            plan.add(CellUnit(
+                            plan.units.append(CellUnit(
                                 eval_key, gen_key, model, spec.name, task.set, cell.target, cell.targets,
                                 condition.name, prompt_set, prompts, seed, samples, condition.method, modules,
                                 compose_key, spec.generate, spec.evaluate, deps))

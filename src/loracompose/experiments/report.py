@@ -34,8 +34,8 @@ from pathlib import Path
 
 from loracompose.experiments import report_plots as plots
 from loracompose.experiments.report_stats import (Summary, System, adjust, baseline_condition, direction_mean,
-                                                  load_systems, ordered, paired_test, pooled, samples_per_prompt,
-                                                  summarize)
+                                                  load_systems, measured_perplexity, ordered, paired_test, pooled,
+                                                  samples_per_prompt, summarize)
 from loracompose.experiments.tasksets import SETS
 from loracompose.paths import write_text_atomic
 
@@ -263,10 +263,9 @@ class ReportBuilder:
             for condition in conditions:
                 pooled = System(model, task, "*", "*", condition,
                                 [s for k in keys if k[0] == model and k[4] == condition for s in self.systems[k].samples])
-                if pooled.samples:
-                    s = summarize(pooled)
-                    if s.perplexity is not None:
-                        points.append((condition, s.perplexity, s.hard))
+                ppl, _ = measured_perplexity(pooled.samples)
+                if ppl is not None:
+                    points.append((condition, ppl, float(pooled.hits().mean())))
             if not points:
                 self.add("p", f"Accuracy against perplexity ({task}, {plots.short(model)}): perplexity was not "
                               "measured in this experiment (evaluate.reference: none).")
@@ -387,11 +386,10 @@ class ReportBuilder:
                             if s is not None else "–" for s in found]
                     mean = direction_mean(found) if len(pooled) == len(found) else None
                     row.append("–" if mean is None else f"{100 * mean[0]:.1f}")
-                    both = summarize(System(model, "sentiment", prompt_set, "*", condition,
-                                            [x for s in pooled for x in s.samples])) if pooled else None
+                    ppl, _ = measured_perplexity([x for s in pooled for x in s.samples])
                     d2 = [self.summaries[s.model, s.task, s.prompt_set, s.target, s.condition].distinct_2
                           for s in pooled]
-                    row += ["–" if both is None else _perplexity(both).split(" ")[0],
+                    row += ["–" if ppl is None else f"{ppl:.1f}",
                             "–" if not d2 or None in d2 else _f(sum(d2) / len(d2))]
                 if any_cell:
                     rows.append(row)

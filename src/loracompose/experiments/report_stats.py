@@ -78,12 +78,19 @@ def summarize(system: System, diversity_samples: int | None = None) -> Summary:
     hits, soft, prompts = system.hits(), system.soft(), system.prompts()
     hard_ci = bootstrap_mean(hits, resamples=RESAMPLES, groups=prompts)
     soft_ci = bootstrap_mean(soft, resamples=RESAMPLES, groups=prompts)
-    measured = [s for s in system.samples if s.get("nll") is not None]
-    ppl = perplexity([s["nll"] for s in measured], [s.get("tokens") or 0 for s in measured]) if measured else None
+    ppl, n_perplexity = measured_perplexity(system.samples)
     varied = [s for s in system.samples if diversity_samples is None or s["sample"] < diversity_samples]
     d2 = diversity([s["prompt"] for s in varied], [s["text"] or "" for s in varied]).as_dict()["distinct_2"]
     return Summary(float(hits.mean()), (hard_ci.low, hard_ci.high), float(soft.mean()), (soft_ci.low, soft_ci.high),
-                   ppl, d2, len(hits), len({s["seed"] for s in system.samples}), len(measured))
+                   ppl, d2, len(hits), len({s["seed"] for s in system.samples}), n_perplexity)
+
+
+def measured_perplexity(samples: list[dict]) -> tuple[float | None, int]:
+    """exp(Σ NLL / Σ tokens) over the samples whose NLL was measured (None if none was), and their count."""
+    measured = [s for s in samples if s.get("nll") is not None]
+    if not measured:
+        return None, 0
+    return perplexity([s["nll"] for s in measured], [s.get("tokens") or 0 for s in measured]), len(measured)
 
 
 def direction_mean(systems: list[System]) -> tuple[float, tuple[float, float]] | None:
