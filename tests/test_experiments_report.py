@@ -238,3 +238,29 @@ def test_a_run_still_going_is_reported_as_started_not_finished(tmp_path):
                    "evaluate_key": "e", "metrics": metrics(HITS["base"])}, run)
         md = write_report(store, "going", tmp_path / "report")["markdown"].read_text()
     assert "Latest run started 2026-01-03T00:00:00, running (UTC) on m" in md and "finished 2026" not in md
+
+
+def test_models_follow_the_specs_order_and_examples_the_task_sets_order(tmp_path):
+    """The database sorts 'big-model' before 'small-model'; the spec ran the small one first, and the
+    report lists models in the spec's order everywhere, examples included, sentiment before multi."""
+    with Store(tmp_path / "results.sqlite") as store:
+        run = store.start_run("order", "name: order\nmodels: [small-model, big-model]\n", "inprocess", "m",
+                              "2026-01-01T00:00:00", "log")
+        for model in ("big-model", "small-model"):
+            for task, target in (("multi", "positive+sport"), ("sentiment", "positive")):
+                m = metrics(HITS["output-sum"])
+                if task == "multi":
+                    for s in m["samples"]:
+                        s["hits"]["topic"], s["soft"]["topic"] = True, 0.8
+                store.put({"experiment": "order", "model": model, "task": task, "prompt_set": "pplm35",
+                           "condition": "output-sum", "target": target, "seed": 0, "generate_key": "g",
+                           "evaluate_key": model + task, "metrics": m}, run)
+        store.finish_run(run, "2026-01-01T00:10:00", 600.0, "done", 4, {})
+        md = write_report(store, "order", tmp_path / "report")["markdown"].read_text()
+    table = md.split("### sentiment → positive")[1].split("###")[0]
+    assert table.index("| small-model |") < table.index("| big-model |")
+    examples = [line for line in md.split("## Example generations")[1].splitlines() if line.startswith("### ")]
+    assert examples == ["### sentiment → positive, output-sum (small-model, prompts pplm35)",
+                        "### multi → positive+sport, output-sum (small-model, prompts pplm35)",
+                        "### sentiment → positive, output-sum (big-model, prompts pplm35)",
+                        "### multi → positive+sport, output-sum (big-model, prompts pplm35)"]

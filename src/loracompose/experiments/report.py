@@ -32,6 +32,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from loracompose.experiments import report_plots as plots
 from loracompose.experiments.report_stats import (Summary, System, adjust, baseline_condition, direction_mean,
                                                   load_systems, measured_perplexity, ordered, paired_test, pooled,
@@ -112,6 +114,18 @@ def _condition_order(task: str, conditions) -> list[str]:
     return ordered(conditions, order)
 
 
+def spec_models(runs: list[dict]) -> list[str]:
+    """The models as the latest readable spec of `runs` (oldest first) lists them; [] if none does."""
+    for run in reversed(runs):
+        try:
+            data = yaml.safe_load(run.get("spec") or "")
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            return [str(m) for m in data["models"]]
+    return []
+
+
 class ReportBuilder:
     def __init__(self, store, experiment: str, out: Path, examples: int):
         self.store, self.experiment, self.out, self.examples = store, experiment, out, examples
@@ -122,7 +136,8 @@ class ReportBuilder:
         self.summaries = {key: summarize(system, self.diversity_samples[key[1]])
                           for key, system in self.systems.items()}
         self.blocks: list[Block] = []
-        self.models = ordered(k[0] for k in self.systems)
+        # the spec's order (the order the runner trains and generates them in), not the database's
+        self.models = ordered((k[0] for k in self.systems), spec_models(store.runs(experiment)))
         self.tables: dict[tuple, dict] = {}  # (task, prompt_set, target) → (model, condition) → (summary, test)
         self.directions: dict[tuple, dict] = {}  # (task, prompt_set) → "model|condition" → hard per direction, mean
 
@@ -402,7 +417,8 @@ class ReportBuilder:
     def _example_order(self, key: tuple) -> tuple:
         model, task, prompt_set, target, condition = key
         conditions = _condition_order(task, (k[4] for k in self.systems if k[1] == task))
-        return self.models.index(model), task, target, conditions.index(condition)
+        tasks = ordered((k[1] for k in self.systems), list(SETS))
+        return self.models.index(model), tasks.index(task), target, conditions.index(condition)
 
     def _examples(self) -> None:
         self.add("h2", "Example generations")
