@@ -74,3 +74,23 @@ def test_workload_counts_tokens_and_what_the_workdir_already_holds(monkeypatch, 
     assert (cell.tokens, cell.tokens_left) == (2 * (60 + 120), 2 * 60 + 120)
     text = format_workload(list(rows.values()))
     assert "smollm2-135m  cell       4     1" in text and text.splitlines()[-1].split()[:4] == ["all", "cell", "4", "1"]
+
+
+def test_a_part_of_the_grid_has_the_whole_grids_keys_and_names_are_checked(built, monkeypatch):
+    from loracompose.errors import LoraComposeError
+    from loracompose.experiments.spec import select
+
+    monkeypatch.setattr(plan, "dataset_hash", lambda name: f"hash-of-{name}")
+    spec = parse_spec({**SPEC, "tasks": SPEC["tasks"] + [{"set": "topic", "targets": ["sport"],
+                                                          "conditions": ["base", "single"]}]})
+    whole = plan.build_plan(spec)
+    part = plan.build_plan(select(spec, models=["gemma3-270m"], sets=["topic"]))
+    expected = [u.key for u in whole.units if u.model == "gemma3-270m"
+                and (u.task == "topic" if u.kind == "cell" else u.kind == "train" and u.recipe.datasets == ("bbc",))]
+    assert [u.key for u in part.units] == expected and len(part.cells) == 2 * 2  # base and single × 2 seeds
+    assert len(plan.build_plan(select(spec, sets=["sentiment"])).units) == len(built.units)
+    assert select(spec) == spec
+    with pytest.raises(LoraComposeError, match=r"--models: 'gemma' not in experiment 'pieces'; it has: smollm2-135m"):
+        select(spec, models=["gemma"])
+    with pytest.raises(LoraComposeError, match=r"--sets: 'multi' not in .* it has: sentiment, topic"):
+        select(spec, sets=["topic", "multi"])

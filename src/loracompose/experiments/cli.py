@@ -18,9 +18,9 @@ DEFAULT_DB = "runs/experiments/results.sqlite"
 def cmd_run(args) -> None:
     from loracompose.experiments.executors import make_executor
     from loracompose.experiments.runner import run_experiment
-    from loracompose.experiments.spec import load_spec
+    from loracompose.experiments.spec import load_spec, select
 
-    spec = load_spec(args.spec)
+    spec = select(load_spec(args.spec), models=_names(args.models), sets=_names(args.sets))
     if args.workdir:
         spec.workdir = Path(args.workdir)
     if args.plan:
@@ -36,6 +36,10 @@ def cmd_run(args) -> None:
     ran = ", ".join(f"{n} {stage}" for stage, n in sorted(summary.stages_run.items())) or "nothing (all cached)"
     print(f"experiment {summary.experiment}: {summary.units} units in {summary.wall_seconds:.0f} s; ran {ran}")
     print(f"results in {summary.db} (loracompose results --db {summary.db}); log in {summary.log}")
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [n.strip() for n in value.split(",") if n.strip()]
 
 
 def _open(db: str):
@@ -92,6 +96,10 @@ def register(subparsers) -> None:
     run.add_argument("--cpus-per-task", type=float, default=None, help="ray: CPUs per task (default 1)")
     run.add_argument("--gpus-per-task", type=float, default=None, help="ray: GPUs per training/generation task")
     run.add_argument("--num-cpus", type=int, default=None, help="ray: CPUs of a local instance (default all)")
+    run.add_argument("--models", default=None, metavar="NAME,...",
+                     help="run only these of the spec's models (a part of the grid, e.g. for another machine)")
+    run.add_argument("--sets", default=None, metavar="SET,...",
+                     help="run only the spec's task entries of these task sets, e.g. topic,multi")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--plan", action="store_true",
                      help="run nothing: per model, the units and tokens of the grid and how many the workdir holds")

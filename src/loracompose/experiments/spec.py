@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 
 from loracompose.compose.learn import LearnConfig
@@ -332,6 +332,23 @@ def parse_spec(data, source: str = "") -> ExperimentSpec:
         source=source,
     )
     return spec
+
+
+def select(spec: ExperimentSpec, *, models: list[str] | None = None, sets: list[str] | None = None) -> ExperimentSpec:
+    """The part of `spec`'s grid on `models` and in the task entries of task sets `sets` (None: all).
+
+    A part's units have the keys they have in the whole grid (keys hash a unit's inputs, not the spec),
+    so a part run alone, on another machine or in another session, fills the same cache and results
+    as the whole run would: `loracompose run SPEC --models gemma3-270m --sets topic,multi`.
+    """
+    for name, wanted, offered in (("--models", models, spec.models),
+                                  ("--sets", sets, list(dict.fromkeys(t.set for t in spec.tasks)))):
+        unknown = [w for w in wanted or [] if w not in offered]
+        if unknown:
+            raise LoraComposeError(f"{name}: {', '.join(map(repr, unknown))} not in experiment '{spec.name}'; "
+                                   f"it has: {', '.join(offered)}")
+    return replace(spec, models=[m for m in spec.models if models is None or m in models],
+                   tasks=[t for t in spec.tasks if sets is None or t.set in sets])
 
 
 def _check_yaml_shape(text: str, yaml) -> None:
