@@ -90,7 +90,11 @@ def test_a_part_of_the_grid_has_the_whole_grids_keys_and_names_are_checked(built
     assert [u.key for u in part.units] == expected and len(part.cells) == 2 * 2  # base and single × 2 seeds
     assert len(plan.build_plan(select(spec, sets=["sentiment"])).units) == len(built.units)
     assert select(spec) == spec
+    assert select(parse_spec(SPEC, "name: pieces\n"), sets=["sentiment"]).source == \
+        "name: pieces\n# this run: the part --sets sentiment of this spec's grid\n"
     with pytest.raises(LoraComposeError, match=r"--models: 'gemma' not in experiment 'pieces'; it has: smollm2-135m"):
         select(spec, models=["gemma"])
     with pytest.raises(LoraComposeError, match=r"--sets: 'multi' not in .* it has: sentiment, topic"):
         select(spec, sets=["topic", "multi"])
+    with pytest.raises(LoraComposeError, match=r"--sets names nothing; give one or more of: sentiment, topic"):
+        select(spec, sets=[])

@@ -343,12 +343,19 @@ def select(spec: ExperimentSpec, *, models: list[str] | None = None, sets: list[
     """
     for name, wanted, offered in (("--models", models, spec.models),
                                   ("--sets", sets, list(dict.fromkeys(t.set for t in spec.tasks)))):
+        if wanted is not None and not wanted:
+            raise LoraComposeError(f"{name} names nothing; give one or more of: {', '.join(offered)}")
         unknown = [w for w in wanted or [] if w not in offered]
         if unknown:
             raise LoraComposeError(f"{name}: {', '.join(map(repr, unknown))} not in experiment '{spec.name}'; "
                                    f"it has: {', '.join(offered)}")
+    if models is None and sets is None:
+        return spec
+    part = " ".join(f"{flag} {','.join(names)}" for flag, names in (("--models", models), ("--sets", sets)) if names)
+    # The run keeps the spec's text (the report prints it): say which part of it ran.
+    source = spec.source.rstrip("\n") + f"\n# this run: the part {part} of this spec's grid\n"
     return replace(spec, models=[m for m in spec.models if models is None or m in models],
-                   tasks=[t for t in spec.tasks if sets is None or t.set in sets])
+                   tasks=[t for t in spec.tasks if sets is None or t.set in sets], source=source)
 
 
 def _check_yaml_shape(text: str, yaml) -> None:
