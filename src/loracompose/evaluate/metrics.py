@@ -195,8 +195,9 @@ def evaluate_generations(path: str | Path, targets: str | dict[str, str],
     fluency = None
     if reference is not None:
         scored = scored_records(records, options)
-        [(nll, tokens)], seconds = reference_nll([[records[i] for i in scored]], reference, options)
-        summary = fluency_summary([records[i] for i in scored], nll, tokens, seconds, reference, options)
+        subset = [records[i] for i in scored]
+        [(nll, tokens)], seconds = reference_nll([subset], reference, options)
+        summary = fluency_summary(subset, nll, tokens, seconds, reference, options)
         fluency = (dict(zip(scored, nll)), dict(zip(scored, tokens)), summary)
     metrics = records_metrics(path, records, targets, panels, fluency, options)
     if options.calibrate:

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from loracompose.compose.methods import WEIGHT_METHODS
 from loracompose.compose.weight_methods import MergeOptions
 from loracompose.data import load_attribute_dataset
-from loracompose.experiments.cache import content_key
+from loracompose.experiments.cache import content_key, stage_path
 from loracompose.experiments.spec import (EvaluateSettings, ExperimentSpec, GenerateSettings, LearnSettings,
                                           TrainSettings, task_prompt_sets)
 from loracompose.experiments.tasksets import ModuleRecipe, cells
+from loracompose.modules import METADATA_FILE
 from loracompose.prompts import load_prompts
 
 
@@ -111,6 +113,17 @@ class Plan:
     @property
     def cells(self) -> list[CellUnit]:
         return [u for u in self.units if u.kind == "cell"]
+
+
+def unit_done(unit, workdir: Path) -> bool:
+    """Whether the unit's output is in the cache: what the stages check before running, and what
+    `--plan` counts. Outputs are moved into place only when complete (see `cache`), so it exists
+    means it is finished; a cell is done when its evaluation is."""
+    if unit.kind == "train":
+        return (stage_path(workdir, "train", unit.key) / METADATA_FILE).is_file()
+    if unit.kind == "compose":
+        return stage_path(workdir, "compose" if unit.method != "learn-weights" else "learn", unit.key).exists()
+    return stage_path(workdir, "evaluate", unit.key).is_file()
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,9 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from loracompose.experiments.cache import stage_path
-from loracompose.experiments.plan import Plan
-from loracompose.modules import METADATA_FILE
+from loracompose.experiments.plan import Plan, unit_done
 
 
 @dataclass
@@ -32,15 +30,6 @@ class WorkloadRow:
     tokens_left: int = 0
     continuations: int = 0  # cells only
     continuations_left: int = 0
-
-
-def unit_done(unit, workdir: Path) -> bool:
-    """Whether the unit's output is in the cache (the same files the stages check before running)."""
-    if unit.kind == "train":
-        return (stage_path(workdir, "train", unit.key) / METADATA_FILE).is_file()
-    if unit.kind == "compose":
-        return stage_path(workdir, "compose" if unit.method != "learn-weights" else "learn", unit.key).exists()
-    return stage_path(workdir, "evaluate", unit.key).is_file()
 
 
 def unit_tokens(unit) -> tuple[int, int]:
