@@ -76,11 +76,10 @@ def test_workload_counts_tokens_and_what_the_workdir_already_holds(monkeypatch, 
     assert "smollm2-135m  cell       4     1" in text and text.splitlines()[-1].split()[:4] == ["all", "cell", "4", "1"]
 
 
-def test_a_part_of_the_grid_has_the_whole_grids_keys_and_names_are_checked(built, monkeypatch):
+def test_a_part_of_the_grid_has_the_whole_grids_keys_and_names_are_checked(built):
     from loracompose.errors import LoraComposeError
     from loracompose.experiments.spec import select
 
-    monkeypatch.setattr(plan, "dataset_hash", lambda name: f"hash-of-{name}")
     spec = parse_spec({**SPEC, "tasks": SPEC["tasks"] + [{"set": "topic", "targets": ["sport"],
                                                           "conditions": ["base", "single"]}]})
     whole = plan.build_plan(spec)

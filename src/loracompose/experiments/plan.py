@@ -115,15 +115,24 @@ class Plan:
         return [u for u in self.units if u.kind == "cell"]
 
 
+def unit_output(unit, workdir: Path) -> Path:
+    """Where the unit's stage writes its output: a module or merged-module directory, a learned-weights
+    file, or (a cell) its metrics file."""
+    if unit.kind == "train":
+        return stage_path(workdir, "train", unit.key)
+    if unit.kind == "compose":
+        return stage_path(workdir, "compose" if unit.method != "learn-weights" else "learn", unit.key)
+    return stage_path(workdir, "evaluate", unit.key)
+
+
 def unit_done(unit, workdir: Path) -> bool:
     """Whether the unit's output is in the cache: what the stages check before running, and what
     `--plan` counts. Outputs are moved into place only when complete (see `cache`), so it exists
-    means it is finished; a cell is done when its evaluation is."""
+    means it is finished; a module when its metadata does, a cell when its evaluation does."""
+    out = unit_output(unit, workdir)
     if unit.kind == "train":
-        return (stage_path(workdir, "train", unit.key) / METADATA_FILE).is_file()
-    if unit.kind == "compose":
-        return stage_path(workdir, "compose" if unit.method != "learn-weights" else "learn", unit.key).exists()
-    return stage_path(workdir, "evaluate", unit.key).is_file()
+        return (out / METADATA_FILE).is_file()
+    return out.exists() if unit.kind == "compose" else out.is_file()
 
 
 @functools.lru_cache(maxsize=None)

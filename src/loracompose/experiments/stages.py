@@ -34,7 +34,7 @@ from loracompose.data import BUILTIN_DATASETS, load_attribute_dataset
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.metrics import evaluate_generations, write_metrics
 from loracompose.experiments.cache import content_key, stage_path, write_json
-from loracompose.experiments.plan import CellUnit, ComposeUnit, TrainUnit, dataset_hash, unit_done
+from loracompose.experiments.plan import CellUnit, ComposeUnit, TrainUnit, dataset_hash, unit_done, unit_output
 from loracompose.experiments.spec import LearnSettings, train_config
 from loracompose.experiments.tasksets import ModuleRecipe
 from loracompose.generate import Steerer
@@ -93,7 +93,7 @@ def _attribute(dataset: str) -> str:
 def run_train(unit: TrainUnit, workdir: Path, progress: bool = True) -> dict:
     if unit_done(unit, workdir):
         return {"key": unit.key, "kind": "train", "ran": []}
-    out = stage_path(workdir, "train", unit.key)
+    out = unit_output(unit, workdir)
     config = _train_config(unit, workdir)
     resume = (out.with_name(out.name + ".training") / "run.json").is_file()
     log.info("%s (%d steps)%s", unit.title, config.steps, " — resuming" if resume else "")
@@ -118,7 +118,7 @@ def run_compose(unit: ComposeUnit, workdir: Path, quantize: str | None = None) -
     paths = {name: stage_path(workdir, "train", key) for name, key in unit.modules.items()}
     if unit_done(unit, workdir):
         return {"key": unit.key, "kind": "compose", "ran": []}
-    out = stage_path(workdir, "compose" if unit.method != "learn-weights" else "learn", unit.key)
+    out = unit_output(unit, workdir)
     log.info("%s", unit.title)
     steerer, base = _bank(unit.model, quantize, paths)
     composition = {name: 1.0 for name in unit.modules}
@@ -168,7 +168,7 @@ def run_generate(unit: CellUnit, workdir: Path) -> bool:
 def run_evaluate(unit: CellUnit, workdir: Path) -> bool:
     if unit_done(unit, workdir):
         return False
-    out = stage_path(workdir, "evaluate", unit.key)
+    out = unit_output(unit, workdir)
     settings = unit.evaluate
     reference = _reference_model(settings.reference) if settings.reference else None
     metrics = evaluate_generations(stage_path(workdir, "generate", unit.generate_key), unit.targets,
