@@ -13,6 +13,7 @@ from loracompose.errors import LoraComposeError
 from loracompose.logs import configure_logging, quiet_transformers
 from loracompose.evaluate.cli import register as register_evaluate
 from loracompose.serve.cli import register as register_serve
+from loracompose.versus.cli import register as register_versus
 from loracompose.experiments.cli import register as register_experiments
 
 
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_evaluate(sub)
     register_experiments(sub)
     register_serve(sub)
+    register_versus(sub)
     return parser
 
 

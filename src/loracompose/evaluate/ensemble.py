@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NON_VOTING = frozenset({"vader"})  # judges reported beside the vote but not in it
+NON_VOTING = frozenset({"vader", "lexicons"})  # judges reported beside the vote but not in it
 
 
 @dataclass

@@ -7,6 +7,7 @@ columns in the order of `labels`. Kinds:
   `features.ENCODERS`, TF-IDF n-grams or word counts) and a linear head (logistic regression or naive Bayes), see `linear.py`;
 - `vader` — the VADER sentiment lexicon (rule-based, no training), its compound
   score c ∈ [−1, 1] mapped to P(positive) = (c + 1) / 2;
+- `lexicon` — VADER, TextBlob and AFINN averaged (`lexicon.py`; the independent judge of last resort);
 - `hf` — a user's Hugging Face text-classification model (`hf_judge.py`).
 
 A judge sees each text cut to its first `max_words` words, as in training.
@@ -132,6 +133,10 @@ def load_judge(directory: Path) -> Judge:
     meta = json.loads((directory / "judge.json").read_text())
     if meta["kind"] == "vader":
         return VaderJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"))
+    if meta["kind"] == "lexicon":
+        from loracompose.evaluate.lexicon import LexiconJudge  # lexicon.py imports this module
+
+        return LexiconJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"))
     if meta["kind"] == "linear":
         vectorizer = NgramVectorizer.load(directory) if meta["features"] not in ENCODERS else None
         return LinearJudge(meta["name"], meta["attribute"], meta["labels"], meta["features"],

@@ -16,7 +16,11 @@ Cross-domain check: with several datasets, each trainable judge is trained again
 without dataset X (on the others' judge splits) and scored on X's test split
 (leave one dataset out), beside its in-domain accuracy. The embeddings are
 computed once per text and shared by both fits, so the check costs only the
-extra logistic regressions.
+extra logistic regressions. The held-out embedding judges are kept
+(`held-out/<X>/`), measured on every test split: the judge trained without X is
+the independent judge of modules that learnt from X alone (`independent.py`).
+Every judge is also measured on the attribute's hand-written texts outside the
+packaged corpora (`hand_written.py`), where they exist.
 
 Texts are drawn per (dataset, label), at most a cap each, by a seeded sample
 (the same settings and data give the same texts), and cut to their first
@@ -46,12 +50,14 @@ from loracompose.data import load_attribute_dataset
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.attributes import ATTRIBUTES, AttributeSpec
 from loracompose.evaluate.ensemble import Verdicts, unique_hits
+from loracompose.evaluate.hand_written import hand_written, hand_written_hash
 from loracompose.evaluate.features import ENCODERS, NgramSettings, NgramVectorizer, embed, encoder_version
 from loracompose.evaluate.judges import Judge, LinearJudge, VaderJudge, first_words, load_judge
+from loracompose.evaluate.lexicon import LexiconJudge
 from loracompose.evaluate.linear import fit_logistic_regression, fit_naive_bayes
 from loracompose.paths import atomic_directory, cache_dir, write_text_atomic
 
-FORMAT_VERSION = 3  # 3: judges train on the `judge` split; cross-domain check; encoders per attribute
+FORMAT_VERSION = 4  # 4: held-out judges kept (independent judging); hand-written texts measured
 VOTE = "vote"  # the ensemble's majority vote, measured like a judge
 JUDGE_SPLIT = "judge"  # the split judges train on (never the modules' `train`)
 
@@ -93,6 +99,14 @@ class JudgePanel:
     cross_domain: dict[str, dict[str, dict]] = field(default_factory=dict)
     build_seconds: float | None = None  # training + measuring, from an empty cache
     non_voting: tuple[str, ...] = ()  # judges reported beside the vote but not in it
+    # dataset X → {"judges", "trained_on", "accuracy", "hand_written"}: the embedding judges trained without X
+    held_out: dict[str, dict] = field(default_factory=dict)
+    hand_written: dict[str, dict] = field(default_factory=dict)  # judge → accuracy on hand-written texts
+    directory: Path | None = None
+
+    def held_out_judge(self, dataset: str, name: str) -> Judge:
+        """The judge `name` trained without `dataset` (see `held_out`)."""
+        return load_judge(self.directory / "held-out" / dataset / name)
 
     @property
     def voting(self) -> list[bool]:
@@ -174,6 +188,7 @@ def _train(spec: AttributeSpec, datasets, settings: JudgeSettings, embeddings: _
                                   fit_naive_bayes(counts.transform(texts), y, labels), counts, settings.max_words))
     else:
         judges.append(VaderJudge(max_words=settings.max_words))
+        judges.append(LexiconJudge(max_words=settings.max_words))
     return judges
 
 
@@ -204,20 +219,37 @@ def _measure(judges: list[Judge], spec: AttributeSpec, datasets, settings: Judge
 
 
 def _cross_domain(spec: AttributeSpec, datasets, settings: JudgeSettings, embeddings: _Embeddings,
-                  progress: bool) -> dict[str, dict[str, dict]]:
-    """judge → X → accuracy on X's test of the same kind of judge trained on the other datasets only."""
+                  progress: bool) -> tuple[dict[str, dict[str, dict]], dict[str, tuple[list[Judge], dict]]]:
+    """judge → X → accuracy on X's test of the same kind of judge trained on the other datasets only;
+    and X → (those held-out embedding judges, their accuracy on every dataset's test split)."""
     result: dict[str, dict[str, dict]] = {}
+    held: dict[str, tuple[list[Judge], dict]] = {}
     if len(datasets) < 2 or not settings.cross_domain:
-        return result
+        return result, held
     for held_out in datasets:
         others = [d for d in datasets if d is not held_out]
         if progress:
             print(f"cross-domain: {spec.name} judges trained without {held_out.name}")
         judges = _train(spec, others, settings, embeddings)
-        for name, scores in _measure(judges, spec, [held_out], settings, False, embeddings).items():
+        measured = _measure(judges, spec, datasets, settings, False, embeddings)
+        for name, scores in measured.items():
             result.setdefault(name, {})[held_out.name] = {**scores[held_out.name],
                                                           "trained_on": [d.name for d in others]}
-    return result
+        kept = [j for j in judges if isinstance(j, LinearJudge) and j.features in ENCODERS]
+        held[held_out.name] = (kept, {j.name: measured[j.name] for j in kept})
+    return result, held
+
+
+def _hand_written_accuracy(judges: list[Judge], spec: AttributeSpec, settings: JudgeSettings,
+                           embeddings: _Embeddings | None) -> dict[str, dict]:
+    """judge → {"accuracy", "n"} on the attribute's hand-written texts (empty where there are none)."""
+    texts, labels = hand_written(spec.name)
+    if not texts:
+        return {}
+    texts = [first_words(t, settings.max_words) for t in texts]
+    truth = np.array([spec.labels.index(label) for label in labels])
+    return {j.name: {"accuracy": round(float(unique_hits(_probabilities(j, texts, embeddings), truth).mean()), 4),
+                     "n": len(texts)} for j in judges}
 
 
 def judge_panel(attribute: str, settings: JudgeSettings = JudgeSettings(), *, progress: bool = True,
@@ -227,21 +259,31 @@ def judge_panel(attribute: str, settings: JudgeSettings = JudgeSettings(), *, pr
         raise LoraComposeError(f"no built-in judges for attribute '{attribute}'; built-in: {', '.join(ATTRIBUTES)}")
     spec = ATTRIBUTES[attribute]
     datasets = [_dataset(name) for name in spec.datasets]
-    hashes = {d.name: d.content_hash for d in datasets}
+    hashes = {d.name: d.content_hash for d in datasets} | {"hand_written": hand_written_hash(attribute)}
     directory = (root or cache_dir() / "judges") / f"{attribute}-{_panel_key(spec, settings, hashes)}"
     if not (directory / "panel.json").is_file():
         start = time.perf_counter()
         embeddings = _Embeddings(progress)
         judges = _train(spec, datasets, settings, embeddings)
         accuracy = _measure(judges, spec, datasets, settings, progress, embeddings)
-        cross = _cross_domain(spec, datasets, settings, embeddings, progress)
+        cross, held = _cross_domain(spec, datasets, settings, embeddings, progress)
+        hand = _hand_written_accuracy(judges, spec, settings, embeddings)
+        held_hand = {name: _hand_written_accuracy(kept, spec, settings, embeddings) for name, (kept, _) in held.items()}
         seconds = round(time.perf_counter() - start, 1)
         with atomic_directory(directory, overwrite=True) as staging:
             for judge in judges:
                 judge.save(staging / judge.name)
+            for name, (kept, _) in held.items():
+                for judge in kept:
+                    judge.save(staging / "held-out" / name / judge.name)
             (staging / "panel.json").write_text(json.dumps({
                 "attribute": attribute, "labels": list(spec.labels), "judges": [j.name for j in judges],
                 "accuracy": accuracy, "cross_domain": cross, "primary": spec.primary,
+                "held_out": {name: {"judges": [j.name for j in kept], "accuracy": measured,
+                                    "trained_on": [d.name for d in datasets if d.name != name],
+                                    "hand_written": held_hand[name]}
+                             for name, (kept, measured) in held.items()},
+                "hand_written": hand,
                 "non_voting": [j.name for j in judges if j.name in spec.non_voting],
                 "trained_on_split": JUDGE_SPLIT, "build_seconds": seconds, "settings": asdict(settings),
                 "data": hashes, "format": FORMAT_VERSION}, indent=2))
@@ -252,9 +294,11 @@ def load_panel(directory: Path) -> JudgePanel:
     meta = json.loads((directory / "panel.json").read_text())
     judges = [load_judge(directory / name) for name in meta["judges"]]
     provenance = {"directory": str(directory), "settings": meta["settings"], "data": meta["data"],
+                  "trained_on": [name for name in meta["data"] if name != "hand_written"],
                   "trained_on_split": meta.get("trained_on_split")}
     return JudgePanel(meta["attribute"], meta["labels"], judges, meta["accuracy"], meta["primary"], provenance,
-                      meta.get("cross_domain", {}), meta.get("build_seconds"), tuple(meta.get("non_voting", ())))
+                      meta.get("cross_domain", {}), meta.get("build_seconds"), tuple(meta.get("non_voting", ())),
+                      meta.get("held_out", {}), meta.get("hand_written", {}), directory)
 
 
 def measure_judge(judge: Judge, settings: JudgeSettings = JudgeSettings(), *, fingerprint: str,
