@@ -71,6 +71,19 @@ def report_markdown(settings: DemoSettings, results: dict, examples: dict[str, l
                   + "; ".join(f"{name} {row['metric'].replace('distinct-2', '').strip(': ')} "
                               f"{_fmt(row['other'])} (base {_fmt(row['base'])})".replace("  ", " ")
                               for name, row in distinct) + "."]
+    reader = results.get("reader")
+    if reader:
+        judge = reader["independent"]
+        lines += ["", "## As a reader would judge it: the independent judge, and the instruction beside --steer", "",
+                  f"The panel above learnt from the same corpora as the modules. Here the deciding judge is "
+                  f"**{judge['name']}**, chosen from the modules' metadata because it shares no corpus with them "
+                  f"(it learnt from {', '.join(judge['corpora']) or 'no corpus'}; the modules from "
+                  f"{', '.join(judge['module_corpora']) or 'nothing recorded'}), with the panel and VADER beside it, "
+                  "how well the text follows its prompt (relevance, × the base's) and its share of non-words. "
+                  "*Prompting* asks the same model through its chat template (\"Continue this text in a clearly "
+                  "positive tone: …\"), no module. The full comparison (activation addition, DExperts, model "
+                  "arithmetic, perplexity, a blind read) is `loracompose versus` (docs/versus).", "",
+                  reader["markdown"].split("\n", 2)[2].strip()]
     shares = dict((results.get("calibration") or {}).get("sets", {}))
     if results.get("baseline"):
         shares["the base model's continuations of these prompts"] = results["baseline"]

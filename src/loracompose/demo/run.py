@@ -25,6 +25,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from loracompose.baselines.prompting import instruction_template
 from loracompose.compose.bank import ModuleBank, discover_modules
 from loracompose.decoding import SamplingConfig
 from loracompose.demo.report import examples, markdown_to_html, report_markdown
@@ -33,7 +34,8 @@ from loracompose.errors import LoraComposeError
 from loracompose.evaluate.compare import compare, rows_as_dicts
 from loracompose.evaluate.directions import evaluate_directions
 from loracompose.evaluate.metrics import EvalOptions, evaluate_generations, load_reference, write_metrics
-from loracompose.evaluate.panel import JudgeSettings
+from loracompose.evaluate.independent import choose_independent, module_corpora
+from loracompose.evaluate.panel import JudgeSettings, _Embeddings, judge_panel
 from loracompose.generate import Steerer
 from loracompose.models import load_base
 from loracompose.modules import read_module
@@ -41,6 +43,10 @@ from loracompose.paths import write_text_atomic
 from loracompose.prompts import load_prompts
 from loracompose.provenance import git_commit
 from loracompose.steer import parse_steer, resolve_steering, starter_modules_dir
+from loracompose.versus.conditions import Condition
+from loracompose.versus.score import score_file
+from loracompose.versus.table import markdown as versus_markdown
+from loracompose.versus.table import summarize
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +78,14 @@ def generate_conditions(settings: DemoSettings, out: Path) -> dict[str, Path]:
     for condition in todo:
         plan = plans.get(condition.name)
         composition, method = (plan.composition, plan.method) if plan else ({}, "output-sum")
-        log.info("generating %s (%s)", condition.name, condition.steer or "no module")
+        template = (instruction_template(base.tokenizer, "sentiment", condition.prompted)
+                    if condition.prompted else "plain")
+        log.info("generating %s (%s)", condition.name, condition.steer or condition.prompted and "instruction"
+                 or "no module")
         records = steerer.generate(prompts, composition, method, list(settings.seeds), settings.samples, sampling,
-                                   progress=True)
+                                   template=template, progress=True)
+        if condition.prompted:
+            records = [{**r, "versus": {"method": "prompt", "direction": condition.prompted}} for r in records]
         if plan:
             records = [{**r, "steer": plan.record()} for r in records]
         write_text_atomic(files[condition.name], "".join(json.dumps(r) + "\n" for r in records))
@@ -100,7 +111,7 @@ def evaluate_conditions(settings: DemoSettings, files: dict[str, Path], out: Pat
                                                                   baseline=base, reference=reference))),
     }
     for condition in CONDITIONS:
-        if condition.name in ("base", "positive", "negative"):
+        if condition.name in ("base", "positive", "negative") or condition.prompted:
             continue
         slug = _slug(condition.name)
         pairs[condition.name] = (
@@ -109,7 +120,31 @@ def evaluate_conditions(settings: DemoSettings, files: dict[str, Path], out: Pat
     comparisons = {name: rows_as_dicts(compare(a, [b], resamples=settings.resamples)) for name, (a, b) in pairs.items()}
     steer_metrics = json.loads(pairs["sentiment"][1].read_text())
     return {"comparisons": comparisons, "calibration": steer_metrics.get("calibration"),
-            "baseline": steer_metrics.get("baseline")}
+            "baseline": steer_metrics.get("baseline"), "reader": reader_table(settings, files, out, options)}
+
+
+def reader_table(settings: DemoSettings, files: dict[str, Path], out: Path, options: EvalOptions) -> dict:
+    """--steer and the instruction against the base, under the independent judge chosen from the modules'
+    corpora, with the panel, VADER, relevance and non-words beside it (the `versus` table's columns)."""
+    directory = Path(settings.modules) if settings.modules else starter_modules_dir(settings.model)
+    infos = {name: read_module(path) for name, path in discover_modules(directory).items()}
+    panel = judge_panel("sentiment", options.settings, progress=False)
+    independent = choose_independent(panel, module_corpora(infos))
+    embeddings = _Embeddings(progress=False)
+
+    def scored(name: str) -> list[dict]:
+        return score_file(files[name], out / "scores" / f"{_slug(name)}.json", panel, independent, None, (),
+                          embeddings)
+
+    base = scored("base")
+    results = {Condition("base"): summarize({"positive": base, "negative": base}, base, None, settings.resamples),
+               Condition("contrast", settings.strength): summarize(
+                   {"positive": scored("positive"), "negative": scored("negative")}, base, None, settings.resamples),
+               Condition("prompt"): summarize({"positive": scored("prompted positive"),
+                                               "negative": scored("prompted negative")}, base, None,
+                                              settings.resamples)}
+    return {"independent": independent.record(),
+            "markdown": versus_markdown(settings.prompts, results, independent.record(), None, None)}
 
 
 def run_demo(out: Path, settings: DemoSettings = DemoSettings()) -> Path:

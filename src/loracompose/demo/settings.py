@@ -12,6 +12,7 @@ class DemoCondition:
     name: str
     steer: str | None  # attribute=value,... or None for the base
     judged: dict[str, str]  # the targets its text is judged for
+    prompted: str | None = None  # a sentiment the base is *asked* for through its chat template (no module)
 
 
 CONDITIONS = [
@@ -20,6 +21,9 @@ CONDITIONS = [
     DemoCondition("negative", "sentiment=negative", {"sentiment": "negative"}),
     DemoCondition("sport", "topic=sport", {"topic": "sport"}),
     DemoCondition("positive + sport", "sentiment=positive,topic=sport", {"sentiment": "positive", "topic": "sport"}),
+    # What a user would try first: the instruction, to the same model (baselines/prompting.py).
+    DemoCondition("prompted positive", None, {"sentiment": "positive"}, prompted="positive"),
+    DemoCondition("prompted negative", None, {"sentiment": "negative"}, prompted="negative"),
 ]
 
 

@@ -15,7 +15,8 @@ attribute, each with the corpora it learnt from:
 hash), the first candidate in the order above whose corpora the modules' do not
 touch: modules that learnt from Rotten Tomatoes alone are judged by the mpnet
 judge trained on IMDb and tweets; modules that learnt from all three corpora (the
-study's) by the lexicons. Asking for an overlapping judge by name is refused.
+study's) by the lexicons, and so are modules that record no datasets (nothing can
+be shown independent of an unknown corpus). Asking for an overlapping judge by name is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 
 from loracompose.errors import LoraComposeError
 from loracompose.evaluate.judges import Judge
-from loracompose.evaluate.lexicon import LexiconJudge
+from loracompose.evaluate.judges import LexiconJudge
 from loracompose.evaluate.panel import JudgePanel
 from loracompose.modules import ModuleInfo
 
@@ -92,6 +93,8 @@ def choose_independent(panel: JudgePanel, modules: dict[str, str | None], reques
     found = candidates(panel)
     hashes = _hashes(panel)
     clean = [name for name, (corpora, _) in found.items() if not _overlap(corpora, modules, hashes)]
+    if requested == AUTO and not modules:  # nothing recorded: only a judge with no corpus is provably independent
+        requested = LEXICONS if LEXICONS in found else AUTO
     if requested == AUTO:
         if not clean:
             raise LoraComposeError(

@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from loracompose.evaluate.features import ENCODERS, NgramVectorizer, embed, encoder_version
+from loracompose.evaluate.lexicon import lexicon_scores
 from loracompose.evaluate.linear import LinearHead
 
 
@@ -118,6 +119,39 @@ class VaderJudge:
             "max_words": self.max_words}, indent=2))
 
 
+@dataclass
+class LexiconJudge:
+    """The mean of VADER, TextBlob and AFINN as P(positive) (labels negative, positive)."""
+
+    name: str = "lexicons"
+    attribute: str = "sentiment"
+    labels: tuple = ("negative", "positive")
+    max_words: int | None = None
+    corpora: tuple = ()  # trained on nothing: independent of every module
+
+    def __post_init__(self):
+        self.labels = list(self.labels)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        texts = [first_words(t, self.max_words) for t in texts]
+        mean = np.mean(np.stack(list(lexicon_scores(texts).values())), axis=0) if texts else np.zeros(0)
+        positive = (mean + 1) / 2
+        return np.stack([1 - positive, positive], axis=1).reshape(len(texts), 2)
+
+    def describe(self) -> dict:
+        from importlib.metadata import version
+
+        versions = ", ".join(f"{p} {version(p)}" for p in ("vaderSentiment", "textblob", "afinn"))
+        return {"name": self.name, "kind": "lexicon", "corpora": [],
+                "model": f"mean of the VADER, TextBlob and AFINN lexicons ({versions}); P(positive) = (s + 1)/2"}
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "judge.json").write_text(json.dumps({
+            "kind": "lexicon", "name": self.name, "attribute": self.attribute, "labels": self.labels,
+            "max_words": self.max_words}, indent=2))
+
+
 _ANALYZER = {}
 
 
@@ -134,8 +168,6 @@ def load_judge(directory: Path) -> Judge:
     if meta["kind"] == "vader":
         return VaderJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"))
     if meta["kind"] == "lexicon":
-        from loracompose.evaluate.lexicon import LexiconJudge  # lexicon.py imports this module
-
         return LexiconJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"))
     if meta["kind"] == "linear":
         vectorizer = NgramVectorizer.load(directory) if meta["features"] not in ENCODERS else None

@@ -10,21 +10,17 @@ and the ensemble's score is their mean s; P(positive) = (s + 1) / 2. A text with
 no sentiment word scores 0 on all three and is undecided (0.5 / 0.5): it hits
 neither target. Because none of the three learnt from any corpus the modules
 learnt from, this judge is independent of every module by construction; it is
-weaker than a trained judge on reviews (measured in `independent.py`).
+weaker than a trained judge on reviews (measured in the panel). The judge itself is
+`judges.LexiconJudge`; this file holds the scoring.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
-from dataclasses import dataclass
-from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 
-from loracompose.evaluate.judges import first_words
 
 AFINN_ALPHA = 15.0  # VADER's normalisation constant: a / sqrt(a² + α)
 VADER_THRESHOLD = 0.05  # VADER's documented cut-off: compound ≥ 0.05 positive, ≤ −0.05 negative
@@ -54,34 +50,3 @@ def vader_on_target(texts: list[str], target: str) -> np.ndarray:
     """(n,) bool: VADER's compound past its documented ±0.05 cut-off in the target's direction."""
     compound = lexicon_scores(texts)["vader"]
     return compound >= VADER_THRESHOLD if target == "positive" else compound <= -VADER_THRESHOLD
-
-
-@dataclass
-class LexiconJudge:
-    """The mean of VADER, TextBlob and AFINN as P(positive) (labels negative, positive)."""
-
-    name: str = "lexicons"
-    attribute: str = "sentiment"
-    labels: tuple = ("negative", "positive")
-    max_words: int | None = None
-    corpora: tuple = ()  # trained on nothing: independent of every module
-
-    def __post_init__(self):
-        self.labels = list(self.labels)
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        texts = [first_words(t, self.max_words) for t in texts]
-        mean = np.mean(np.stack(list(lexicon_scores(texts).values())), axis=0) if texts else np.zeros(0)
-        positive = (mean + 1) / 2
-        return np.stack([1 - positive, positive], axis=1).reshape(len(texts), 2)
-
-    def describe(self) -> dict:
-        versions = ", ".join(f"{p} {version(p)}" for p in ("vaderSentiment", "textblob", "afinn"))
-        return {"name": self.name, "kind": "lexicon", "corpora": [],
-                "model": f"mean of the VADER, TextBlob and AFINN lexicons ({versions}); P(positive) = (s + 1)/2"}
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "judge.json").write_text(json.dumps({
-            "kind": "lexicon", "name": self.name, "attribute": self.attribute, "labels": self.labels,
-            "max_words": self.max_words}, indent=2))

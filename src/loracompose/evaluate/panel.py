@@ -52,8 +52,7 @@ from loracompose.evaluate.attributes import ATTRIBUTES, AttributeSpec
 from loracompose.evaluate.ensemble import Verdicts, unique_hits
 from loracompose.evaluate.hand_written import hand_written, hand_written_hash
 from loracompose.evaluate.features import ENCODERS, NgramSettings, NgramVectorizer, embed, encoder_version
-from loracompose.evaluate.judges import Judge, LinearJudge, VaderJudge, first_words, load_judge
-from loracompose.evaluate.lexicon import LexiconJudge
+from loracompose.evaluate.judges import Judge, LexiconJudge, LinearJudge, VaderJudge, first_words, load_judge
 from loracompose.evaluate.linear import fit_logistic_regression, fit_naive_bayes
 from loracompose.paths import atomic_directory, cache_dir, write_text_atomic
 

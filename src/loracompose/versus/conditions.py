@@ -65,9 +65,9 @@ class VersusSettings:
     seeds: tuple[int, ...] = (1, 2, 3)
     max_new_tokens: int = 40
     methods: tuple[str, ...] = METHODS
-    contrast: tuple[float, ...] = (1.0, 2.0, 3.0)
+    contrast: tuple[float, ...] = (1.0, 2.0)
     expert: tuple[float, ...] = (2.0,)
-    dexperts: tuple[float, ...] = (1.0, 2.0)
+    dexperts: tuple[float, ...] = (1.0,)
     arithmetic: tuple[float, ...] = (2.0,)
     actadd_layers: tuple[int, ...] = (22,)  # of SmolLM2's 30; the sweep's first point found it (README)
     actadd_scales: tuple[float, ...] = (0.2, 0.4)

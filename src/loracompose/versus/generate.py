@@ -38,9 +38,14 @@ def module_infos(settings: VersusSettings) -> dict:
     return {name: read_module(path) for name, path in discover_modules(modules_dir(settings)).items()}
 
 
+def folder_name(prompt_set: str) -> str:
+    """The folder of a prompt set's files (a file path or `heldout:NAME` made one path component)."""
+    return prompt_set.replace(":", "_").replace("/", "_")
+
+
 def file_of(out: Path, prompt_set: str, condition: Condition, direction: str | None) -> Path:
     suffix = f"-{direction}" if direction else ""
-    return out / "generations" / prompt_set.replace(":", "_").replace("/", "_") / f"{condition.name}{suffix}.jsonl"
+    return out / "generations" / folder_name(prompt_set) / f"{condition.name}{suffix}.jsonl"
 
 
 def planned_files(settings: VersusSettings, out: Path) -> list[tuple[str, Condition, str | None, Path]]:

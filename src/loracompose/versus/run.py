@@ -17,7 +17,7 @@ from loracompose.evaluate.panel import JudgeSettings, _Embeddings, judge_panel
 from loracompose.paths import write_text_atomic
 from loracompose.provenance import git_commit
 from loracompose.versus.conditions import DIRECTIONS, VersusSettings
-from loracompose.versus.generate import generate_all, module_infos
+from loracompose.versus.generate import folder_name, generate_all, module_infos
 from loracompose.versus.score import human_line, score_file
 from loracompose.versus.table import frontier_plot, markdown, perplexity, summarize
 
@@ -67,7 +67,7 @@ def run_versus(settings: VersusSettings, out: Path, blind: str | Path | None = N
         results = {}
         for condition in settings.conditions():
             rows = {d: scores[(prompt_set, condition, None if condition.method == "base" else d)] for d in DIRECTIONS}
-            shares = blind_shares.get((prompt_set, condition.name))
+            shares = blind_shares.get((folder_name(prompt_set), condition.name))
             if shares and "base" in shares:
                 shares = {d: shares["base"].get(d) for d in DIRECTIONS if shares["base"].get(d)}
             results[condition] = summarize(rows, base_rows, shares, settings.resamples)
