@@ -58,7 +58,7 @@ def test_metrics_hold_accuracy_fluency_diversity_and_provenance(metrics):
         assert result["target"] == "positive" and result["hard_accuracy"]["n"] == 16
         low, high = result["hard_accuracy"]["ci"]
         assert low <= result["hard_accuracy"]["value"] <= high
-        assert [j["name"] for j in result["judges"]] == ["mpnet-logreg", "tfidf-logreg", "vader"]
+        assert [j["name"] for j in result["judges"]] == ["mpnet-logreg", "tfidf-logreg", "vader", "lexicons"]
         for judge in result["judges"]:
             assert judge["headline_dataset"] == "rotten_tomatoes" and 0.5 < judge["headline_test_accuracy"] <= 1
             assert set(judge["test_accuracy"]) == {"rotten_tomatoes", "imdb", "tweets"}

@@ -37,7 +37,7 @@ def topic_panel():
 
 
 def test_sentiment_judges_reach_their_minimum_test_accuracy(sentiment_panel):
-    assert [j.name for j in sentiment_panel.judges] == ["mpnet-logreg", "tfidf-logreg", "vader"]
+    assert [j.name for j in sentiment_panel.judges] == ["mpnet-logreg", "tfidf-logreg", "vader", "lexicons"]
     for judge, minimum in MINIMUM[("sentiment", "rotten_tomatoes")].items():
         scores = sentiment_panel.accuracy[judge]
         assert set(scores) == {"rotten_tomatoes", "imdb", "tweets"}
@@ -62,8 +62,27 @@ def test_judges_train_on_the_judge_split_and_report_leave_one_dataset_out(sentim
     assert topic_panel.cross_domain == {}  # one dataset: nothing to leave out
 
 
+def test_held_out_judges_are_kept_and_measured_everywhere(sentiment_panel, topic_panel):
+    """The judge trained without X (the independent judge of X's modules) is saved, and is the same judge
+    the cross-domain check scored on X: its accuracy there is the cross-domain figure."""
+    held = sentiment_panel.held_out["rotten_tomatoes"]
+    assert held["trained_on"] == ["imdb", "tweets"] and held["judges"] == ["mpnet-logreg"]
+    assert set(held["accuracy"]["mpnet-logreg"]) == {"rotten_tomatoes", "imdb", "tweets"}
+    assert (held["accuracy"]["mpnet-logreg"]["rotten_tomatoes"]["accuracy"]
+            == sentiment_panel.cross_domain["mpnet-logreg"]["rotten_tomatoes"]["accuracy"])
+    judge = sentiment_panel.held_out_judge("rotten_tomatoes", "mpnet-logreg")
+    probabilities = judge.predict_proba(CLEAR["positive"] + CLEAR["negative"])
+    n = len(CLEAR["positive"])
+    assert (probabilities[:n, 1] > 0.5).all() and (probabilities[n:, 0] > 0.5).all()
+    # hand-written texts outside movies: every judge measured on all 60 of them
+    assert set(sentiment_panel.hand_written) == {"mpnet-logreg", "tfidf-logreg", "vader", "lexicons"}
+    assert all(entry["n"] == 60 for entry in sentiment_panel.hand_written.values())
+    assert held["hand_written"]["mpnet-logreg"]["n"] == 60
+    assert topic_panel.held_out == {} and topic_panel.hand_written == {}
+
+
 def test_only_the_mpnet_judge_votes_on_sentiment(sentiment_panel, topic_panel):
-    assert sentiment_panel.voting == [True, False, False]  # mpnet-logreg; tfidf-logreg and vader are reported
+    assert sentiment_panel.voting == [True, False, False, False]  # mpnet-logreg; the others are reported
     assert topic_panel.voting == [True, True, True]
     for dataset, score in sentiment_panel.accuracy["vote"].items():  # one voter: the vote is its verdict
         assert score == sentiment_panel.accuracy["mpnet-logreg"][dataset]
@@ -129,7 +148,7 @@ def test_panel_reloads_from_the_cache_with_the_same_probabilities(tmp_path, monk
 
     monkeypatch.setattr(panel, "_train", keep)
     judge_panel("sentiment", settings, progress=False, root=tmp_path)  # empty root: trains and caches
-    assert set(trained) == {"mpnet-logreg", "tfidf-logreg", "vader"}
+    assert set(trained) == {"mpnet-logreg", "tfidf-logreg", "vader", "lexicons"}
     monkeypatch.setattr(panel, "_train", lambda *a, **k: pytest.fail("trained again although the panel is cached"))
     again = judge_panel("sentiment", settings, progress=False, root=tmp_path)
     texts = CLEAR["positive"] + CLEAR["negative"]

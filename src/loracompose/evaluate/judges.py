@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from loracompose.evaluate.features import ENCODERS, NgramVectorizer, embed, encoder_version
-from loracompose.evaluate.lexicon import lexicon_scores
+from loracompose.evaluate.lexicon import LEXICONS, PACKAGES, lexicon_scores
 from loracompose.evaluate.linear import LinearHead
 
 
@@ -87,88 +87,62 @@ class LinearJudge:
 
 
 @dataclass
-class VaderJudge:
-    """VADER's compound score c ∈ [−1, 1] as P(positive) = (c + 1)/2 (labels negative, positive)."""
-
-    name: str = "vader"
-    attribute: str = "sentiment"
-    labels: tuple = ("negative", "positive")
-    max_words: int | None = None
-
-    def __post_init__(self):
-        self.labels = list(self.labels)
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        analyzer = _vader_analyzer(SentimentIntensityAnalyzer)
-        compound = np.array([analyzer.polarity_scores(first_words(t, self.max_words))["compound"] for t in texts])
-        positive = (compound + 1) / 2
-        return np.stack([1 - positive, positive], axis=1).reshape(len(texts), 2)
-
-    def describe(self) -> dict:
-        from importlib.metadata import version
-
-        return {"name": self.name, "kind": "vader",
-                "model": f"VADER lexicon (vaderSentiment {version('vaderSentiment')}), P(positive) = (compound + 1)/2"}
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "judge.json").write_text(json.dumps({
-            "kind": "vader", "name": self.name, "attribute": self.attribute, "labels": self.labels,
-            "max_words": self.max_words}, indent=2))
-
-
-@dataclass
 class LexiconJudge:
-    """The mean of VADER, TextBlob and AFINN as P(positive) (labels negative, positive)."""
+    """The mean score s ∈ [−1, 1] of sentiment lexicons as P(positive) = (s + 1)/2 (labels negative, positive).
+
+    `lexicons` names them (see lexicon.py): ("vader",) is VADER's compound alone; the default, all three,
+    is the independent judge of last resort (it learnt from no corpus).
+    """
 
     name: str = "lexicons"
     attribute: str = "sentiment"
     labels: tuple = ("negative", "positive")
     max_words: int | None = None
-    corpora: tuple = ()  # trained on nothing: independent of every module
+    lexicons: tuple[str, ...] = LEXICONS
 
     def __post_init__(self):
-        self.labels = list(self.labels)
+        self.labels, self.lexicons = list(self.labels), tuple(self.lexicons)
+
+    @property
+    def kind(self) -> str:
+        return "vader" if self.lexicons == ("vader",) else "lexicon"
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         texts = [first_words(t, self.max_words) for t in texts]
-        mean = np.mean(np.stack(list(lexicon_scores(texts).values())), axis=0) if texts else np.zeros(0)
+        scores = lexicon_scores(texts, self.lexicons)
+        mean = np.mean(np.stack([scores[name] for name in self.lexicons]), axis=0) if texts else np.zeros(0)
         positive = (mean + 1) / 2
         return np.stack([1 - positive, positive], axis=1).reshape(len(texts), 2)
 
     def describe(self) -> dict:
         from importlib.metadata import version
 
-        versions = ", ".join(f"{p} {version(p)}" for p in ("vaderSentiment", "textblob", "afinn"))
-        return {"name": self.name, "kind": "lexicon", "corpora": [],
-                "model": f"mean of the VADER, TextBlob and AFINN lexicons ({versions}); P(positive) = (s + 1)/2"}
+        packages = ", ".join(f"{PACKAGES[n]} {version(PACKAGES[n])}" for n in self.lexicons)
+        if self.kind == "vader":
+            return {"name": self.name, "kind": "vader",
+                    "model": f"VADER lexicon ({packages}), P(positive) = (compound + 1)/2"}
+        return {"name": self.name, "kind": "lexicon",
+                "model": f"mean of the {', '.join(self.lexicons)} lexicons ({packages}); P(positive) = (s + 1)/2"}
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "judge.json").write_text(json.dumps({
-            "kind": "lexicon", "name": self.name, "attribute": self.attribute, "labels": self.labels,
-            "max_words": self.max_words}, indent=2))
+            "kind": self.kind, "name": self.name, "attribute": self.attribute, "labels": self.labels,
+            "max_words": self.max_words, "lexicons": list(self.lexicons)}, indent=2))
 
 
-_ANALYZER = {}
-
-
-def _vader_analyzer(cls):
-    # Reading the lexicon takes ~0.3 s: keep one analyzer per process.
-    if "vader" not in _ANALYZER:
-        _ANALYZER["vader"] = cls()
-    return _ANALYZER["vader"]
+def VaderJudge(name: str = "vader", attribute: str = "sentiment", labels=("negative", "positive"),  # noqa: N802
+               max_words: int | None = None) -> LexiconJudge:
+    """VADER's compound score c ∈ [−1, 1] as P(positive) = (c + 1)/2: a lexicon judge of VADER alone."""
+    return LexiconJudge(name, attribute, labels, max_words, ("vader",))
 
 
 def load_judge(directory: Path) -> Judge:
     """A judge saved by `save` (JSON + safetensors only)."""
     meta = json.loads((directory / "judge.json").read_text())
-    if meta["kind"] == "vader":
-        return VaderJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"))
-    if meta["kind"] == "lexicon":
-        return LexiconJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"))
+    if meta["kind"] in ("vader", "lexicon"):
+        lexicons = ("vader",) if meta["kind"] == "vader" else tuple(meta.get("lexicons", LEXICONS))
+        return LexiconJudge(meta["name"], meta["attribute"], meta["labels"], meta.get("max_words"), lexicons)
     if meta["kind"] == "linear":
         vectorizer = NgramVectorizer.load(directory) if meta["features"] not in ENCODERS else None
         return LinearJudge(meta["name"], meta["attribute"], meta["labels"], meta["features"],

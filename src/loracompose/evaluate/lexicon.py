@@ -22,13 +22,16 @@ import math
 import numpy as np
 
 
+LEXICONS = ("vader", "textblob", "afinn")
+PACKAGES = {"vader": "vaderSentiment", "textblob": "textblob", "afinn": "afinn"}  # what ships each lexicon
 AFINN_ALPHA = 15.0  # VADER's normalisation constant: a / sqrt(a² + α)
 VADER_THRESHOLD = 0.05  # VADER's documented cut-off: compound ≥ 0.05 positive, ≤ −0.05 negative
 
 
 @functools.lru_cache(maxsize=1)
 def _scorers():
-    # Loading the three lexicons takes ~0.5 s: once per process.
+    # Loading the three lexicons takes ~0.5 s: once per process. (Written here: each package scores one
+    # text at a time; nothing in the stack averages them.)
     from afinn import Afinn
     from textblob import TextBlob
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -41,12 +44,13 @@ def _scorers():
     }
 
 
-def lexicon_scores(texts: list[str]) -> dict[str, np.ndarray]:
-    """lexicon name → (n,) scores in [−1, 1]."""
-    return {name: np.array([score(t) for t in texts], dtype=float) for name, score in _scorers().items()}
+def lexicon_scores(texts: list[str], lexicons: tuple[str, ...] = LEXICONS) -> dict[str, np.ndarray]:
+    """lexicon name → (n,) scores in [−1, 1], for each of `lexicons`."""
+    scorers = _scorers()
+    return {name: np.array([scorers[name](t) for t in texts], dtype=float) for name in lexicons}
 
 
 def vader_on_target(texts: list[str], target: str) -> np.ndarray:
     """(n,) bool: VADER's compound past its documented ±0.05 cut-off in the target's direction."""
-    compound = lexicon_scores(texts)["vader"]
+    compound = lexicon_scores(texts, ("vader",))["vader"]
     return compound >= VADER_THRESHOLD if target == "positive" else compound <= -VADER_THRESHOLD
