@@ -21,6 +21,10 @@ def rt_modules(tiny_model_dir, tmp_path_factory):
     for name, seed, label in [("pos", 71, "positive"), ("neg", 72, "negative")]:
         random_adapter(tiny_model_dir, root / name, seed=seed)
         write_metadata(root / name, {"name": name, "attribute": "sentiment", "label": label, "datasets": [corpus]})
+    # a topic module beside them, as in a starter directory: its corpus has no sentiment labels
+    random_adapter(tiny_model_dir, root / "sport", seed=73)
+    write_metadata(root / "sport", {"name": "sport", "attribute": "topic", "label": "sport",
+                                    "datasets": [{"name": "bbc", "content_hash": "x"}]})
     return root
 
 

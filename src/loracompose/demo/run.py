@@ -127,7 +127,8 @@ def reader_table(settings: DemoSettings, files: dict[str, Path], out: Path, opti
     """--steer and the instruction against the base, under the independent judge chosen from the modules'
     corpora, with the panel, VADER, relevance and non-words beside it (the `versus` table's columns)."""
     directory = Path(settings.modules) if settings.modules else starter_modules_dir(settings.model)
-    infos = {name: read_module(path) for name, path in discover_modules(directory).items()}
+    infos = {name: info for name, info in ((n, read_module(p)) for n, p in discover_modules(directory).items())
+             if info.attribute == "sentiment"}  # the modules that steered these texts' sentiment
     panel = judge_panel("sentiment", options.settings, progress=False)
     independent = choose_independent(panel, module_corpora(infos))
     embeddings = _Embeddings(progress=False)

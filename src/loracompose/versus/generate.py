@@ -35,7 +35,9 @@ def modules_dir(settings: VersusSettings) -> Path:
 
 
 def module_infos(settings: VersusSettings) -> dict:
-    return {name: read_module(path) for name, path in discover_modules(modules_dir(settings)).items()}
+    """The modules of the compared attribute (a starter directory also holds the topic modules)."""
+    infos = {name: read_module(path) for name, path in discover_modules(modules_dir(settings)).items()}
+    return {name: info for name, info in infos.items() if info.attribute == settings.attribute}
 
 
 def folder_name(prompt_set: str) -> str:
@@ -67,8 +69,8 @@ class _Runner:
 
         self.settings = settings
         self.base = load_base(settings.model, quantize=None)
-        paths = discover_modules(modules_dir(settings))
-        self.infos = {name: read_module(path) for name, path in paths.items()}
+        self.infos = module_infos(settings)
+        paths = {name: info.path for name, info in self.infos.items()}
         self.steerer = Steerer(self.base.model, self.base.tokenizer,
                                ModuleBank(self.base.model, paths, self.base.fingerprint), settings.model)
         self.sampling = SamplingConfig(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
