@@ -130,6 +130,7 @@ def frontier_plot(tables: dict[str, dict[Condition, dict]], human: dict | None, 
     """Accuracy under the independent judge (mean of both directions) against the perplexity ratio,
     each method a line over its strength sweep; one panel per prompt set."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -156,6 +157,9 @@ def frontier_plot(tables: dict[str, dict[Condition, dict]], human: dict | None, 
                 ax.annotate(f"human {label}", (h["perplexity"] / base_ppl[prompt_set], 0.02), rotation=90,
                             fontsize=7, color="grey", xycoords=("data", "axes fraction"))
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g×"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([t for t in (0.8, 1, 1.5, 2, 3, 4, 6, 8) if t])
         ax.set_xlabel("perplexity × the base's (mean of both directions; log scale)")
         ax.set_ylabel("on target under the independent judge (mean of both directions)")
         ax.set_title(f"{prompt_set}")
