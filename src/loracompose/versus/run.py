@@ -84,6 +84,7 @@ def run_versus(settings: VersusSettings, out: Path, blind: str | Path | None = N
               f"Made by `loracompose versus` ({', '.join(settings.prompt_sets)} × seeds "
               f"{','.join(map(str, settings.seeds))}, {settings.max_new_tokens} new tokens, top-k 50, top-p 0.95; "
               f"perplexity under {settings.reference} on the texts of seed(s) "
-              f"{','.join(map(str, settings.perplexity_seeds))}); commit {record['git_commit']}; "
-              f"{seconds['total'] / 60:.0f} min here. Frontier plot: `{plot.name}`.\n")
+              f"{','.join(map(str, settings.perplexity_seeds))}); commit {record['git_commit']}; this invocation "
+              f"{seconds['total'] / 60:.1f} min (generations and scores already on disk are reused). "
+              f"Frontier plot: `{plot.name}`.\n")
     return write_text_atomic(out / "versus.md", header + "\n" + "\n\n".join(sections) + "\n")
