@@ -1,5 +1,7 @@
 """`loracompose versus` end to end on the tiny model, the table's arithmetic, and its bad input."""
 
+import csv
+import io
 import json
 
 import pytest
@@ -60,9 +62,12 @@ def test_versus_end_to_end_with_a_blind_read(tiny_model_dir, rt_modules, tmp_pat
     # blind read of two conditions from the run, then the table gains its shares
     assert main(["blind", "draw", "--versus", str(out), "--prompt-set", str(prompts).replace("/", "_"),
                  "--conditions", "base,prompt", "--per-condition", "4", "--out", str(tmp_path / "blind")]) == 0
-    sheet = (tmp_path / "blind" / "sheet.csv").read_text().splitlines()
-    filled = [sheet[0]] + [line + "negative,yes" for line in sheet[1:]]  # the two empty columns end each row
-    (tmp_path / "filled.csv").write_text("\n".join(filled) + "\n")
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "blind" / "sheet.csv").read_text())))
+    filled = io.StringIO()
+    writer = csv.DictWriter(filled, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({**r, "sentiment": "negative", "coherent": "yes"} for r in rows)
+    (tmp_path / "filled.csv").write_text(filled.getvalue())
     assert main(["blind", "reveal", str(tmp_path / "blind"), "--sheet", str(tmp_path / "filled.csv"),
                  "--reader", "test stand-in"]) == 0
     stamp = (out / "generations").stat().st_mtime_ns
