@@ -1,6 +1,7 @@
 """How far each judge agrees with a blind reader, on the texts of a revealed blind read.
 
     python scripts/judge_agreement.py docs/versus/blind-pplm35 [--modules DIR]
+    python scripts/judge_agreement.py --versus runs/versus     # independent judge against VADER, every text
 
 For the texts the reader called positive or negative, each judge's agreement with the reader (the
 share where its verdict equals the reader's), per condition and over all; for the texts the reader
@@ -32,11 +33,31 @@ def verdicts(judge, labels, texts) -> np.ndarray:
     return np.where(p > 0.5, "positive", np.where(p < 0.5, "negative", "neutral"))
 
 
+def versus_agreement(out: Path) -> None:
+    """Per prompt set of a `versus` run: how often the independent judge and VADER agree, on the texts
+    where VADER takes a side (|compound| ≥ 0.05), over every condition's scored texts."""
+    for folder in sorted((out / "scores").iterdir()):
+        if not folder.is_dir():
+            continue
+        agree = polar = total = 0
+        for path in sorted(folder.glob("*.json")):
+            for r in json.loads(path.read_text())["records"]:
+                total += 1
+                if abs(r["vader"]) >= VADER_THRESHOLD:
+                    polar += 1
+                    agree += r["independent"] == ("positive" if r["vader"] > 0 else "negative")
+        print(f"{folder.name}: the independent judge agrees with VADER on {agree / polar:.3f} of the {polar} texts "
+              f"(of {total}) where VADER takes a side")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directory", type=Path, nargs="?")
     parser.add_argument("--modules", type=Path, default=None)
+    parser.add_argument("--versus", type=Path, default=None, help="a `versus` output directory instead")
     args = parser.parse_args()
+    if args.versus:
+        return versus_agreement(args.versus)
     key = json.loads((args.directory / "key.json").read_text())
     results = json.loads((args.directory / "results.json").read_text())
     rows = list(csv.DictReader(open(results["sheet"], newline="", encoding="utf-8")))
