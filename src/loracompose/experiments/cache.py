@@ -67,8 +67,8 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
                  "loracompose.compose.methods", "loracompose.compose.plan",
                  "loracompose.experiments.stages:_composition", "loracompose.experiments.stages:run_generate"),
     "evaluate": (*_DATA, "loracompose.models", *(f"loracompose.evaluate.{m}" for m in (
-                     "attributes", "calibration", "diversity", "ensemble", "features", "generations", "hf_judge",
-                     "judges", "linear", "metrics", "panel", "perplexity", "significance")),
+                     "attributes", "calibration", "diversity", "ensemble", "features", "generations", "hand_written", "hf_judge",
+                     "judges", "lexicon", "linear", "metrics", "panel", "perplexity", "significance")),
                  "loracompose.experiments.spec:EvaluateSettings", "loracompose.experiments.stages:_reference_model",
                  "loracompose.experiments.stages:run_evaluate"),
 }
