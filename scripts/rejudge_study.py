@@ -28,7 +28,7 @@ from loracompose.modules import read_module
 
 
 def cells(workdir: Path) -> dict[tuple[str, str], list]:
-    """(condition, direction) → records, from the evaluated cells."""
+    """(condition, direction) → records, from the evaluated cells (one cell per seed: joined)."""
     found = {}
     for metrics_file in sorted((workdir / "cache" / "evaluate").glob("*.json")):
         metrics = json.loads(metrics_file.read_text())
@@ -37,7 +37,7 @@ def cells(workdir: Path) -> dict[tuple[str, str], list]:
         weights = records[0].extra["composition"]["weights"]
         modules = sorted(weights)
         condition = "output-sum" if len(modules) > 1 else f"single:{modules[0].split('@')[1]}"
-        found[(condition, direction)] = records
+        found.setdefault((condition, direction), []).extend(records)
     return found
 
 
