@@ -44,6 +44,7 @@ from loracompose.prompts import load_prompts
 from loracompose.provenance import git_commit
 from loracompose.steer import parse_steer, resolve_steering, starter_modules_dir
 from loracompose.versus.conditions import Condition
+from loracompose.versus.generate import attribute_modules
 from loracompose.versus.score import score_file
 from loracompose.versus.table import markdown as versus_markdown
 from loracompose.versus.table import summarize
@@ -127,8 +128,7 @@ def reader_table(settings: DemoSettings, files: dict[str, Path], out: Path, opti
     """--steer and the instruction against the base, under the independent judge chosen from the modules'
     corpora, with the panel, VADER, relevance and non-words beside it (the `versus` table's columns)."""
     directory = Path(settings.modules) if settings.modules else starter_modules_dir(settings.model)
-    infos = {name: info for name, info in ((n, read_module(p)) for n, p in discover_modules(directory).items())
-             if info.attribute == "sentiment"}  # the modules that steered these texts' sentiment
+    infos = attribute_modules(directory, "sentiment")  # the modules that steered these texts' sentiment
     panel = judge_panel("sentiment", options.settings, progress=False)
     independent = choose_independent(panel, module_corpora(infos))
     embeddings = _Embeddings(progress=False)

@@ -24,15 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loracompose.errors import LoraComposeError
-from loracompose.evaluate.judges import Judge
-from loracompose.evaluate.judges import LexiconJudge
+from loracompose.evaluate.judges import Judge, LexiconJudge
 from loracompose.evaluate.panel import JudgePanel
 from loracompose.modules import ModuleInfo
 
 AUTO = "auto"
 PANEL = "panel"
 LEXICONS = "lexicons"
-HELD_OUT_PREFIX = "mpnet-logreg-without-"
 
 
 @dataclass
@@ -65,7 +63,8 @@ def module_corpora(modules: dict[str, ModuleInfo] | list[ModuleInfo]) -> dict[st
 def candidates(panel: JudgePanel) -> dict[str, tuple[tuple[str, ...], dict]]:
     """name → (corpora it learnt from, measured accuracy), in the order `auto` tries them."""
     voters = [j.name for j, votes in zip(panel.judges, panel.voting) if votes]
-    vote_hand = {"hand_written": panel.hand_written[voters[0]]} if len(voters) == 1 and voters[0] in panel.hand_written else {}
+    one_voter = voters[0] if len(voters) == 1 else None  # the vote is that judge's own verdict
+    vote_hand = {"hand_written": panel.hand_written[one_voter]} if one_voter in panel.hand_written else {}
     found = {PANEL: (tuple(panel.provenance.get("trained_on", ())), {**panel.accuracy.get("vote", {}), **vote_hand})}
     for held_out, entry in panel.held_out.items():
         for name in entry["judges"]:

@@ -49,8 +49,3 @@ def lexicon_scores(texts: list[str], lexicons: tuple[str, ...] = LEXICONS) -> di
     scorers = _scorers()
     return {name: np.array([scorers[name](t) for t in texts], dtype=float) for name in lexicons}
 
-
-def vader_on_target(texts: list[str], target: str) -> np.ndarray:
-    """(n,) bool: VADER's compound past its documented ±0.05 cut-off in the target's direction."""
-    compound = lexicon_scores(texts, ("vader",))["vader"]
-    return compound >= VADER_THRESHOLD if target == "positive" else compound <= -VADER_THRESHOLD

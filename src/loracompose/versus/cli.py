@@ -73,10 +73,10 @@ def cmd_versus(args) -> None:
         actadd_scales=parse_floats(args.actadd_scales, "--actadd-scales"),
         reference=None if args.reference.lower() == "none" else args.reference,
         perplexity_seeds=_ints(args.perplexity_seeds, "--perplexity-seeds"), independent=args.independent_judge)
-    from loracompose.prompts import check_prompt_set  # noqa: F401  (bad sets fail before the model loads)
+    from loracompose.prompts import check_prompt_set
     from loracompose.versus.run import run_versus
 
-    for prompt_set in settings.prompt_sets:
+    for prompt_set in settings.prompt_sets:  # bad sets fail before the model loads
         check_prompt_set(prompt_set)
     report = run_versus(settings, Path(args.out), args.blind)
     print(report.read_text())

@@ -47,7 +47,8 @@ class Condition:
         return f"{names[self.method]}, S = {self.strength:g}"
 
 
-def _floats(text: str, what: str) -> tuple[float, ...]:
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    """"1,2.5" → (1.0, 2.5); one message naming the flag otherwise."""
     if not text.strip():
         return ()
     try:
@@ -114,6 +115,3 @@ class VersusSettings:
                 out += [Condition(method, s) for s in getattr(self, method)]
         return out
 
-
-def parse_floats(text: str, what: str) -> tuple[float, ...]:
-    return _floats(text, what)

@@ -20,24 +20,28 @@ from loracompose.baselines.prompting import instruction_template
 from loracompose.compose.bank import ModuleBank, discover_modules
 from loracompose.decoding import SamplingConfig, row_seed
 from loracompose.generate import Steerer
-from loracompose.modules import read_module
+from loracompose.errors import LoraComposeError
+from loracompose.modules import ModuleInfo, read_module
 from loracompose.paths import write_text_atomic
 from loracompose.prompts import load_prompts
 from loracompose.steer import resolve_steering, starter_modules_dir
 from loracompose.versus.conditions import DIRECTIONS, MODULE_STRATEGY, Condition, VersusSettings
 
 log = logging.getLogger(__name__)
-OPPOSITE = {"positive": "negative", "negative": "positive"}
 
 
 def modules_dir(settings: VersusSettings) -> Path:
     return Path(settings.modules) if settings.modules else starter_modules_dir(settings.model)
 
 
-def module_infos(settings: VersusSettings) -> dict:
-    """The modules of the compared attribute (a starter directory also holds the topic modules)."""
-    infos = {name: read_module(path) for name, path in discover_modules(modules_dir(settings)).items()}
-    return {name: info for name, info in infos.items() if info.attribute == settings.attribute}
+def attribute_modules(directory: Path, attribute: str) -> dict[str, ModuleInfo]:
+    """The modules in `directory` that steer `attribute` (a starter directory also holds the topic modules)."""
+    infos = {name: read_module(path) for name, path in discover_modules(directory).items()}
+    return {name: info for name, info in infos.items() if info.attribute == attribute}
+
+
+def module_infos(settings: VersusSettings) -> dict[str, ModuleInfo]:
+    return attribute_modules(modules_dir(settings), settings.attribute)
 
 
 def folder_name(prompt_set: str) -> str:
@@ -139,7 +143,8 @@ def generate_all(settings: VersusSettings, out: Path) -> list[tuple[str, Conditi
     stamp = out / "generations" / "settings.json"
     wanted = _stamp(settings)
     if stamp.is_file() and stamp.read_text() != wanted:
-        raise_stale(stamp)
+        raise LoraComposeError(f"{stamp.parent} holds generations made with other settings ({stamp.read_text()}); "
+                               "use another --out, or delete that directory to regenerate")
     todo = [entry for entry in plan if not entry[3].is_file()]
     if not todo:
         return plan
@@ -152,9 +157,3 @@ def generate_all(settings: VersusSettings, out: Path) -> list[tuple[str, Conditi
         write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return plan
 
-
-def raise_stale(stamp: Path) -> None:
-    from loracompose.errors import LoraComposeError
-
-    raise LoraComposeError(f"{stamp.parent} holds generations made with other settings ({stamp.read_text()}); "
-                           "use another --out, or delete that directory to regenerate")

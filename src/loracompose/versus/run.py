@@ -75,8 +75,10 @@ def run_versus(settings: VersusSettings, out: Path, blind: str | Path | None = N
         sections.append(markdown(prompt_set, results, independent.record(), human, base_ppl[prompt_set]))
     plot = frontier_plot(tables, human, base_ppl, out / "frontier.png")
     seconds = {"total": round(time.perf_counter() - start, 1), "generation": round(generated - start, 1)}
-    record = {"settings": {k: v for k, v in asdict(settings).items() if k != "judges"}, "independent_judge": independent.record(), "human_line": human,
-              "git_commit": git_commit(dirty_paths=("src",)), "seconds": seconds, "blind": str(blind) if blind else None,
+    record = {"settings": {k: v for k, v in asdict(settings).items() if k != "judges"},
+              "independent_judge": independent.record(), "human_line": human,
+              "git_commit": git_commit(dirty_paths=("src",)), "seconds": seconds,
+              "blind": str(blind) if blind else None,
               "tables": {ps: [{"condition": c.name, "label": c.label, **r} for c, r in results.items()]
                          for ps, results in tables.items()}}
     write_text_atomic(out / "versus.json", json.dumps(record, indent=2) + "\n")

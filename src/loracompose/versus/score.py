@@ -59,9 +59,9 @@ def score_file(path: Path, out: Path, panel: JudgePanel, independent: Independen
     voters = [j for j, votes in zip(panel.judges, panel.voting) if votes]
     if len(voters) != 1:
         raise NotImplementedError("versus reads the panel's single voting judge (the sentiment panel has one)")
-    panel_verdict, _ = _verdicts(voters[0], panel.labels, texts, embeddings)
-    if independent.judge is None:  # the panel itself was asked for
-        independent_verdict, independent_p = _verdicts(voters[0], panel.labels, texts, embeddings)
+    panel_verdict, panel_p = _verdicts(voters[0], panel.labels, texts, embeddings)
+    if independent.judge is None:  # the panel itself was asked for: its verdicts, not computed again
+        independent_verdict, independent_p = panel_verdict, panel_p
     else:
         independent_verdict, independent_p = _verdicts(independent.judge, panel.labels, texts, embeddings)
     lexicons = lexicon_scores(texts)
